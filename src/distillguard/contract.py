@@ -1,0 +1,153 @@
+"""The one place where table names, field names and types live.
+
+Every stage reads and writes the tables declared here (see ``docs/traffic-log.md``).
+Input tables follow the traffic-log contract v1; output tables (``detections``,
+``decisions``) are what outside evaluation tools read back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+__all__ = [
+    "ACCOUNTS",
+    "DECISIONS",
+    "DETECTIONS",
+    "EXCHANGES",
+    "QUARANTINE",
+    "TIMESTAMP",
+    "ACTIONS",
+    "Field",
+    "Table",
+]
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+#: Actions the online scorer may decide, mildest first.
+ACTIONS = ("allow", "throttle", "challenge", "degrade", "block")
+
+# Size limits: a field longer than this is "huge" and its row is quarantined.
+ID_MAX = 256  # ids, hashes, codes
+SHORT_MAX = 1_024  # user agents, model names, domains
+TEXT_MAX = 1_048_576  # prompt and system text (characters)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One column: its Arrow type, whether a row without it is unusable, and its size limit."""
+
+    name: str
+    type: pa.DataType
+    required: bool = False
+    max_len: int | None = None
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    """A named, typed table; ``key`` is the column that makes a row unique."""
+
+    name: str
+    fields: tuple[Field, ...]
+    key: str | None = None
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pa.schema([pa.field(f.name, f.type, nullable=not f.required) for f in self.fields])
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    @property
+    def required(self) -> list[str]:
+        return [f.name for f in self.fields if f.required]
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(f"{self.name} has no field {name!r}")
+
+
+ACCOUNTS = Table(
+    "accounts",
+    (
+        Field("account_id", pa.string(), True, ID_MAX, "stable id of the billing account"),
+        Field("created_at", TIMESTAMP, True, None, "sign-up time"),
+        Field("org_id", pa.string(), False, ID_MAX, "organisation the account belongs to"),
+        Field("tier", pa.string(), False, ID_MAX, "free, build, scale, enterprise, education, ..."),
+        Field("email_domain", pa.string(), False, SHORT_MAX, "domain of the sign-up e-mail"),
+        Field("payment_fingerprint", pa.string(), False, ID_MAX, "opaque hash of the payment instrument"),
+        Field("signup_ip", pa.string(), False, ID_MAX, "IPv4/IPv6 at sign-up"),
+        Field("country", pa.string(), False, ID_MAX, "ISO 3166-1 alpha-2"),
+        Field("verified", pa.bool_(), False, None, "passed identity/business verification"),
+    ),
+    key="account_id",
+)
+
+EXCHANGES = Table(
+    "exchanges",
+    (
+        Field("request_id", pa.string(), True, ID_MAX, "unique id of the request"),
+        Field("ts", TIMESTAMP, True, None, "request start"),
+        Field("account_id", pa.string(), True, ID_MAX, "account billed (joins accounts)"),
+        Field("api_key_id", pa.string(), False, ID_MAX, "opaque id of the API key used"),
+        Field("client_ip", pa.string(), False, ID_MAX, "client.address"),
+        Field("asn", pa.int64(), False, None, "autonomous system number of client_ip"),
+        Field("user_agent", pa.string(), False, SHORT_MAX, "user_agent.original"),
+        Field("model", pa.string(), True, SHORT_MAX, "gen_ai.request.model"),
+        Field("system", pa.string(), False, TEXT_MAX, "system prompt text"),
+        Field("prompt", pa.string(), True, TEXT_MAX, "text of the last user turn"),
+        Field("conversation_id", pa.string(), False, ID_MAX, "gen_ai.conversation.id"),
+        Field("turn_index", pa.int64(), False, None, "0 for the first user turn"),
+        Field("n_tools", pa.int64(), False, None, "tool definitions sent with the request"),
+        Field("thinking", pa.bool_(), False, None, "extended reasoning was requested"),
+        Field("max_tokens", pa.int64(), False, None, "gen_ai.request.max_tokens"),
+        Field("input_tokens", pa.int64(), False, None, "gen_ai.usage.input_tokens"),
+        Field("output_tokens", pa.int64(), False, None, "gen_ai.usage.output_tokens"),
+        Field("finish_reason", pa.string(), False, ID_MAX, "gen_ai.response.finish_reasons[0]"),
+        Field("latency_ms", pa.int64(), False, None, "time to last byte"),
+        Field("status", pa.int64(), False, None, "HTTP status returned"),
+    ),
+    key="request_id",
+)
+
+QUARANTINE = Table(
+    "quarantine",
+    (
+        Field("source", pa.string(), True, None, "file the row came from"),
+        Field("row", pa.int64(), False, None, "1-based line (JSONL) or row (Parquet); null: whole file"),
+        Field("table_name", pa.string(), True, None, "accounts or exchanges"),
+        Field("field", pa.string(), False, None, "offending field, null when the row as a whole is bad"),
+        Field("reason", pa.string(), True, None, "what is wrong, in words"),
+        Field("raw", pa.string(), False, None, "the row as read (truncated to 64 KiB)"),
+        Field("ingested_at", TIMESTAMP, True, None, "when it was set aside"),
+    ),
+)
+
+DETECTIONS = Table(
+    "detections",
+    (
+        Field("account_id", pa.string(), True),
+        Field("score", pa.float64(), True, None, "0..1 risk of serving a distillation campaign"),
+        Field("flagged", pa.bool_(), True, None, "score at or over the operating threshold"),
+        Field("cluster_id", pa.string(), False, None, "linked group of accounts"),
+        Field("first_flagged_at", TIMESTAMP, False, None, "earliest ts at which it was flagged"),
+        Field("reasons", pa.list_(pa.string()), False, None, "human-readable evidence"),
+    ),
+    key="account_id",
+)
+
+DECISIONS = Table(
+    "decisions",
+    (
+        Field("request_id", pa.string(), True),
+        Field("action", pa.string(), True, None, "allow, throttle, challenge, degrade or block"),
+        Field("score", pa.float64(), True),
+        Field("reasons", pa.list_(pa.string()), False),
+    ),
+    key="request_id",
+)

@@ -1,0 +1,60 @@
+"""Shared helpers: tiny valid rows and writers for the traffic-log formats."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def account(i: int, **kw: Any) -> dict[str, Any]:
+    row = {"account_id": f"acct_{i}", "created_at": "2026-04-01T00:00:00Z", "tier": "free",
+           "email_domain": "example.org", "verified": False}
+    row.update(kw)
+    return row
+
+
+def exchange(i: int, **kw: Any) -> dict[str, Any]:
+    row = {
+        "request_id": f"req_{i}", "ts": f"2026-04-22T10:{(i // 60) % 60:02d}:{i % 60:02d}Z",
+        "account_id": f"acct_{i % 5}", "model": "model-large", "prompt": f"question number {i}",
+        "asn": 64500, "thinking": False, "max_tokens": 1024, "client_ip": "192.0.2.1",
+    }
+    row.update(kw)
+    return row
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    """Write rows as JSON Lines; a ``bytes`` or ``str`` item is written as that exact line."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "wb") as f:
+        for r in rows:
+            if isinstance(r, bytes):
+                line = r
+            elif isinstance(r, str):
+                line = r.encode()
+            else:
+                line = json.dumps(r).encode()
+            f.write(line + b"\n")
+    return path
+
+
+def query(db: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def logdir(tmp_path: Path) -> Path:
+    d = tmp_path / "logs"
+    d.mkdir()
+    return d
