@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import account, exchange, write_jsonl
 from typer.testing import CliRunner
 
+from conftest import account, exchange, write_jsonl
 from distillguard.cli import app
 
 runner = CliRunner()

@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import account, exchange, query, write_jsonl
 
+from conftest import account, exchange, query, write_jsonl
 from distillguard.contract import ACCOUNTS, EXCHANGES
 from distillguard.ingest.run import ingest
 

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from conftest import exchange, query, write_jsonl
-
 from distillguard.ingest.run import ingest
 
 CHILD = """

@@ -5,10 +5,10 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from conftest import exchange, query, write_jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import exchange, query, write_jsonl
 from distillguard.contract import EXCHANGES
 from distillguard.ingest.run import ingest
 
