@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from distillguard.ingest.run import BATCH_ROWS
 from distillguard.store import DEFAULT_DB
 
 app = typer.Typer(
@@ -17,7 +18,8 @@ app = typer.Typer(
     help=(
         "Detect, contain, attribute and prove distillation attacks on an LLM API.\n\n"
         "Start with `distillguard ingest LOGDIR` (a folder with accounts.* and exchanges.* files), "
-        "then `distillguard stats`."
+        "then `distillguard stats`. No logs yet? `distillguard simulate --scenario smoke --out sim` "
+        "writes realistic traffic with hidden campaigns and a ground-truth file."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -43,7 +45,7 @@ def ingest(
         ),
     ],
     db: DbOption = DEFAULT_DB,
-    batch_rows: Annotated[int, typer.Option(help="Rows per batch; each batch is one transaction.")] = 100_000,
+    batch_rows: Annotated[int, typer.Option(help="Rows per batch; each batch is one transaction.")] = BATCH_ROWS,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Load traffic logs into the store, setting aside (quarantining) every row that breaks the contract.
@@ -104,6 +106,18 @@ def stats(
         console.print_json(json.dumps(data))
     else:
         render_stats(data, console)
+
+
+def _register_stage_commands() -> None:
+    """Commands whose options live beside their stage (one module per verb)."""
+    from distillguard.evaluate.command import evaluate_command
+    from distillguard.simulate.command import simulate_command
+
+    app.command("simulate")(simulate_command)
+    app.command("evaluate")(evaluate_command)
+
+
+_register_stage_commands()
 
 
 def main() -> None:

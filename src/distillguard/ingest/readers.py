@@ -29,7 +29,7 @@ __all__ = ["Source", "SourceError", "find_sources", "read_source", "MAX_LINE_BYT
 #: A JSON line longer than this is quarantined unread ("huge field").
 MAX_LINE_BYTES = 8 * 1024 * 1024
 _READ_BYTES = 16 * 1024 * 1024
-_BLOCK_BYTES = 64 * 1024 * 1024  # a JSONL batch ends at batch_rows lines or this many bytes
+_BLOCK_BYTES = 192 * 1024 * 1024  # a batch ends at batch_rows lines or this many bytes (bounds memory)
 _SLOW_BELOW = 256  # lines: below this a refused block is read line by line
 
 TABLES = {"accounts": ACCOUNTS, "exchanges": EXCHANGES}
@@ -132,8 +132,11 @@ def _read_parquet(source: Source, batch_rows: int, progress: Callable[[int], Non
             head = path.read_bytes()[:200] if path.is_file() else b""
             raise SourceError(path, f"not a Parquet file ({e})", head.decode("utf-8", "replace")) from e
         present = [n for n in source.table.names if n in pf.schema_arrow.names]
+        meta = pf.metadata
+        row_bytes = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)) / max(meta.num_rows, 1)
+        rows = max(1_000, min(batch_rows, int(_BLOCK_BYTES / max(row_bytes, 1))))
         offset = 0
-        for batch in pf.iter_batches(batch_size=batch_rows, columns=present):
+        for batch in pf.iter_batches(batch_size=rows, columns=present):
             tbl = pa.Table.from_batches([batch])
             rows = pa.array(range(offset + 1, offset + 1 + tbl.num_rows), pa.int64())
             tbl = tbl.append_column(ROW_COL, rows)

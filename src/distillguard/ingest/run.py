@@ -29,8 +29,9 @@ from distillguard.store import DEFAULT_DB, connect
 
 __all__ = ["IngestSummary", "SourceSummary", "ingest", "ingest_sources"]
 
-#: Rows per batch (and per transaction).
-BATCH_ROWS = 100_000
+#: Rows per batch (and per transaction): two DuckDB row groups. Writing whole row groups is about
+#: twice as fast as 100k-row batches (measured on 300k exchanges of ~1 KB).
+BATCH_ROWS = 245_760
 
 
 @dataclass
@@ -184,9 +185,9 @@ def _checked_chunks(
     """Read and check the next batches in a background thread while the store writes this one.
 
     Parsing (Arrow), checking (Arrow compute) and writing (DuckDB) all release the GIL, so on two
-    cores the reader and the writer overlap. At most two checked batches wait in the queue.
+    cores the reader and the writer overlap. At most one checked batch waits in the queue.
     """
-    q: queue.Queue = queue.Queue(maxsize=2)
+    q: queue.Queue = queue.Queue(maxsize=1)
     stop = threading.Event()
 
     def produce() -> None:

@@ -155,6 +155,13 @@ def _cast_column(col: pa.ChunkedArray, target: pa.DataType) -> tuple[pa.Array, n
     return pa.array(out, type=target), bad
 
 
+def _may_hold_nul(col: pa.Array) -> bool:
+    """Cheap pre-check on the whole character buffer (a vectorised byte scan); only a column whose
+    buffer holds a zero byte is searched value by value."""
+    data = col.buffers()[2]
+    return data is not None and bool((np.frombuffer(data, dtype=np.uint8) == 0).any())
+
+
 def check_chunk(chunk: Chunk, table: Table) -> tuple[pa.Table, list[Rejection]]:
     """Vectorised checks; returns the usable rows in the exact contract schema, and the rejections."""
     tbl = chunk.table
@@ -182,10 +189,11 @@ def check_chunk(chunk: Chunk, table: Table) -> tuple[pa.Table, list[Rejection]]:
             mark(col.is_null().to_numpy(zero_copy_only=False), f.name, lambda i: "missing required field")
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
             if f.required:
-                empty = pc.fill_null(pc.equal(pc.utf8_length(col), 0), False).to_numpy(zero_copy_only=False)
+                empty = pc.fill_null(pc.equal(pc.binary_length(col), 0), False).to_numpy(zero_copy_only=False)
                 mark(empty, f.name, lambda i: "empty value for a required field")
-            nul = pc.fill_null(pc.match_substring(col, "\x00"), False).to_numpy(zero_copy_only=False)
-            mark(nul, f.name, lambda i: "contains a NUL byte")
+            if _may_hold_nul(col):
+                nul = pc.fill_null(pc.match_substring(col, "\x00"), False).to_numpy(zero_copy_only=False)
+                mark(nul, f.name, lambda i: "contains a NUL byte")
             # Bytes bound characters from above, and byte lengths come free from the offsets:
             # count characters only when some value could be over the limit.
             if f.max_len is not None and (pc.max(pc.binary_length(col)).as_py() or 0) > f.max_len:
