@@ -13,6 +13,10 @@ import pyarrow as pa
 
 __all__ = [
     "ACCOUNTS",
+    "CAPABILITIES",
+    "CLUSTERS",
+    "EDGES",
+    "SIGNALS",
     "DECISIONS",
     "DETECTIONS",
     "EXCHANGES",
@@ -24,6 +28,9 @@ __all__ = [
 ]
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+#: Capability classes of a prompt (content stage), the targets a campaign concentrates on.
+CAPABILITIES = ("coding", "agentic", "planning", "math_reasoning", "grader", "censorship_rewrite", "chat", "other")
 
 #: Actions the online scorer may decide, mildest first.
 ACTIONS = ("allow", "throttle", "challenge", "degrade", "block")
@@ -150,4 +157,41 @@ DECISIONS = Table(
         Field("reasons", pa.list_(pa.string()), False),
     ),
     key="request_id",
+)
+
+SIGNALS = Table(
+    "signals",
+    (
+        Field("request_id", pa.string(), True, None, "joins exchanges"),
+        Field("account_id", pa.string(), True, None, "copied from exchanges for cheap grouping"),
+        Field("ts", TIMESTAMP, True, None, "copied from exchanges, for as-of cuts"),
+        Field("capability", pa.string(), True, None, "one of CAPABILITIES"),
+        Field("capability_conf", pa.float64(), False, None, "classifier confidence 0..1"),
+        Field("cot_score", pa.float64(), True, None, "0..1: the prompt coerces a full reasoning trace"),
+        Field("template_fp", pa.int64(), False, None, "64-bit SimHash of the normalised prompt skeleton"),
+        Field("template_bands", pa.list_(pa.int64()), False, None, "LSH band keys of template_fp: equal key = near"),
+        Field("preamble_fp", pa.int64(), False, None, "hash of the normalised system prompt / role preamble"),
+    ),
+    key="request_id",
+)
+
+EDGES = Table(
+    "edges",
+    (
+        Field("src", pa.string(), True, None, "account_id (src < dst)"),
+        Field("dst", pa.string(), True, None, "account_id"),
+        Field("kind", pa.string(), True, None, "payment, signup_block, client_ip, asn, user_agent, email, template, synchrony, wave"),
+        Field("weight", pa.float64(), True, None, "evidence strength after hub guards, > 0"),
+        Field("evidence", pa.string(), False, None, "what is shared, e.g. the /24 or the template key"),
+    ),
+)
+
+CLUSTERS = Table(
+    "clusters",
+    (
+        Field("account_id", pa.string(), True),
+        Field("cluster_id", pa.string(), False, None, "null: not linked to anyone"),
+        Field("cluster_size", pa.int64(), True),
+    ),
+    key="account_id",
 )
