@@ -77,6 +77,15 @@ def generate(out: Path, rows: int) -> None:
     )
 
 
+def peak_rss_mib() -> float:
+    """This process's peak RSS. VmHWM, not ru_maxrss: after fork+exec, ru_maxrss still carries the
+    parent's peak (here the data generator's), which would overstate the ingest's own."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(src: Path, db: Path) -> None:
     """Run one ingest in this (fresh) process and print its figures, peak RSS included."""
     from distillguard.ingest.run import ingest
@@ -85,7 +94,7 @@ def child(src: Path, db: Path) -> None:
     summary = ingest(src, db, progress=False)
     wall = time.perf_counter() - t0
     ex = sum(s.rows_read for s in summary.sources if s.table == "exchanges")
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = peak_rss_mib()
     print(json.dumps({"exchanges": ex, "seconds": round(wall, 1), "exchanges_per_s": round(ex / wall),
                       "peak_rss_mib": round(peak_mib), "stored": summary.stored,
                       "quarantined": summary.quarantined}))

@@ -169,7 +169,7 @@ SIGNALS = Table(
         Field("capability_conf", pa.float64(), False, None, "classifier confidence 0..1"),
         Field("cot_score", pa.float64(), True, None, "0..1: the prompt coerces a full reasoning trace"),
         Field("template_fp", pa.int64(), False, None, "64-bit SimHash of the normalised prompt skeleton"),
-        Field("template_bands", pa.list_(pa.int64()), False, None, "LSH band keys of template_fp: equal key = near"),
+        Field("template_bands", pa.list_(pa.int64()), False, None, "MinHash-LSH band keys of the prompt skeleton: a shared key = near-duplicate template"),
         Field("preamble_fp", pa.int64(), False, None, "hash of the normalised system prompt / role preamble"),
     ),
     key="request_id",

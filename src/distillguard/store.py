@@ -64,6 +64,7 @@ def connect(db: Path | str = DEFAULT_DB, *, memory_limit: str | None = "1GB") ->
     """
     con = duckdb.connect(str(db))
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     if memory_limit:
         con.execute(f"SET memory_limit = '{memory_limit}'")
     ensure_tables(con)

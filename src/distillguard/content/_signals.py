@@ -1,0 +1,109 @@
+"""The content stage: per-exchange signals over Arrow record batches, and its engine driver."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from distillguard.content._cot import cot_scores
+from distillguard.content._model import capability_model, cot_model, features
+from distillguard.content._template import preamble_fp, template_fingerprints
+from distillguard.content._text import clip, tokenize
+from distillguard.contract import CAPABILITIES, SIGNALS
+from distillguard.engines.base import Engine, portable_sql
+
+__all__ = ["SAMPLE_SQL", "SELECT_SQL", "build_signals", "compute_signals"]
+
+SELECT_SQL = portable_sql(
+    "content.select_exchanges",
+    "SELECT request_id, account_id, ts, system, prompt FROM exchanges WHERE ts <= CAST({as_of} AS TIMESTAMP)",
+)
+#: Deterministic per-account-per-day sample: keep an exchange when its rank by a hash of its
+#: request_id, within (account, UTC day), is below the cap. Hash order is independent of content,
+#: so the kept exchanges are a uniform random sample of each account-day.
+SAMPLE_SQL = portable_sql(
+    "content.select_exchanges_sampled",
+    "SELECT request_id, account_id, ts, system, prompt FROM ("
+    "SELECT request_id, account_id, ts, system, prompt, ROW_NUMBER() OVER ("
+    "PARTITION BY account_id, CAST(ts AS DATE) ORDER BY hash(request_id), request_id) AS rn "
+    "FROM exchanges WHERE ts <= CAST({as_of} AS TIMESTAMP)) AS t WHERE rn <= {cap}",
+)
+
+
+def _column(batch: pa.RecordBatch, name: str, typ: pa.DataType) -> pa.Array:
+    i = batch.schema.get_field_index(name)
+    if i < 0:
+        return pa.nulls(batch.num_rows, typ)
+    col = batch.column(i)
+    return col.cast(typ) if col.type != typ and not (typ == pa.string() and col.type == pa.large_string()) else col
+
+
+def compute_signals(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Content signals for a batch of exchanges; returns exactly ``SIGNALS.schema``.
+
+    Needs ``request_id, account_id, ts, prompt``; ``system`` is optional; other columns are ignored.
+    Pure and deterministic: the same rows give the same signals, in any batch split.
+    """
+    n = batch.num_rows
+    prompt = _column(batch, "prompt", pa.string())
+    system = _column(batch, "system", pa.string())
+    text = clip(prompt)
+    sys_text = clip(system, 600, 300)
+    # one tokenisation serves both models: system + prompt, system first
+    both = pc.binary_join_element_wise(pc.fill_null(sys_text, ""), text, " \n ")
+    ids, offsets = features(tokenize(both))
+    cap = capability_model()
+    logits = cap.decision(ids, offsets)
+    logits -= logits.max(axis=1, keepdims=True)
+    prob = np.exp(logits)
+    prob /= prob.sum(axis=1, keepdims=True)
+    best = prob.argmax(axis=1)
+    labels = np.array(cap.classes, dtype=object)[best]
+    conf = prob[np.arange(n), best]
+    assert set(cap.classes) <= set(CAPABILITIES)
+    cot = cot_scores(cot_model().decision(ids, offsets)[:, 0], both)
+    fp, bands = template_fingerprints(text)
+    pre = preamble_fp(system, prompt)
+    arrays = [
+        _column(batch, "request_id", pa.string()),
+        _column(batch, "account_id", pa.string()),
+        _column(batch, "ts", SIGNALS.schema.field("ts").type),
+        pa.array(labels.tolist(), pa.string()) if n else pa.array([], pa.string()),
+        pa.array(conf, pa.float64()),
+        pa.array(np.round(cot, 6), pa.float64()),
+        fp,
+        bands,
+        pre,
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=SIGNALS.schema)
+
+
+def _sql_literal(as_of: Any) -> str:
+    if as_of is None:
+        return "'9999-12-31 23:59:59'"
+    if isinstance(as_of, datetime):
+        as_of = as_of.isoformat(sep=" ")
+    s = str(as_of).replace("T", " ").rstrip("Z")
+    if "'" in s:
+        raise ValueError(f"bad as_of {as_of!r}")
+    return f"'{s}'"
+
+
+def build_signals(engine: Engine, *, as_of: Any = None, sample: int | None = None) -> int:
+    """Write table ``signals`` from ``exchanges`` (rows with ``ts <= as_of``); return rows written.
+
+    ``sample``: keep at most this many exchanges per account per UTC day, chosen by a hash of
+    ``request_id`` (deterministic, uniform within each account-day; see docs/content.md).
+    """
+    lit = _sql_literal(as_of)
+    if sample is None:
+        sql = SELECT_SQL.format(as_of=lit)
+    else:
+        if int(sample) < 1:
+            raise ValueError("sample must be >= 1")
+        sql = SAMPLE_SQL.format(as_of=lit, cap=int(sample))
+    return engine.map_batches(sql, compute_signals, into="signals", schema=SIGNALS.schema, batch_rows=32_768)

@@ -1,0 +1,138 @@
+"""Vectorised text plumbing shared by every content signal: normalise, tokenise, hash.
+
+Everything runs as Arrow compute kernels (C++, one pass per batch) plus NumPy on the flattened
+tokens; Python touches only each *distinct* token once (its 64-bit hash, cached across batches).
+CJK scripts have no spaces, so each Han/kana character becomes its own token (bigrams of them then
+act as character bigrams).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["HEAD_CHARS", "TAIL_CHARS", "Tokens", "clip", "hash_strings", "mix64", "subtokens", "tokenize"]
+
+#: Only the head and tail of a long text are analysed: instructions, role preambles and coercion
+#: demands sit at the start or the end of a prompt; the middle is the (varying) task content.
+HEAD_CHARS = 1500
+TAIL_CHARS = 500
+
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+_CACHE: dict[str, int] = {}
+_CACHE_MAX = 2_000_000
+
+
+def clip(arr: pa.Array, head: int = HEAD_CHARS, tail: int = TAIL_CHARS) -> pa.Array:
+    """Keep the first ``head`` and last ``tail`` characters of each string (all of a short one)."""
+    arr = pc.fill_null(arr, "")
+    n = pc.utf8_length(arr)
+    long = pc.greater(n, head + tail)
+    if not pc.any(long).as_py():
+        return arr
+    # utf8_slice_codeunits takes no per-row start, so the tail is the reversed head of the reverse.
+    tails = pc.utf8_reverse(pc.utf8_slice_codeunits(pc.utf8_reverse(arr), 0, tail))
+    heads = pc.utf8_slice_codeunits(arr, 0, head)
+    joined = pc.binary_join_element_wise(heads, tails, " \n ")
+    return pc.if_else(long, joined, arr)
+
+
+def hash_strings(values: list[str]) -> np.ndarray:
+    """Stable signed 64-bit hashes (BLAKE2b) of strings; Python's ``hash`` is salted per process."""
+    out = np.empty(len(values), dtype=np.int64)
+    cache = _CACHE
+    for i, s in enumerate(values):
+        h = cache.get(s)
+        if h is None:
+            h = int.from_bytes(hashlib.blake2b(s.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+                               "little", signed=True)
+            if len(cache) < _CACHE_MAX:
+                cache[s] = h
+        out[i] = h
+    return out
+
+
+def mix64(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
+    """Combine two uint64 hash arrays into one (order-sensitive, splitmix-style finaliser)."""
+    with np.errstate(over="ignore"):
+        x = a.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.asarray(b).astype(np.uint64)
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return x
+
+
+class Tokens:
+    """Tokens of a batch of texts, flattened: ``hashes[offsets[i]:offsets[i+1]]`` are row i's."""
+
+    __slots__ = ("hashes", "offsets", "row")
+
+    def __init__(self, hashes: np.ndarray, offsets: np.ndarray) -> None:
+        self.hashes = hashes  # uint64, one per token
+        self.offsets = offsets  # int64, len rows + 1
+        self.row = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+_SUB = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|\d+|[^\W\d_\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+
+
+def subtokens(raw: str) -> list[str]:
+    """Normalise one whitespace-delimited chunk: lower-case, digits to ``0``, punctuation dropped,
+    each CJK character its own token."""
+    return ["0" if t[0].isdigit() else t for t in _SUB.findall(raw.lower())]
+
+
+_SUBCACHE: dict[str, np.ndarray] = {}
+
+
+def _sub_hashes(raw: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """For each distinct raw chunk, the hashes of its sub-tokens: (flat hashes, counts)."""
+    parts: list[np.ndarray] = []
+    counts = np.empty(len(raw), dtype=np.int64)
+    cache = _SUBCACHE
+    for i, r in enumerate(raw):
+        h = cache.get(r)
+        if h is None:
+            h = hash_strings(subtokens(r)).view(np.uint64)
+            if len(cache) < _CACHE_MAX:
+                cache[r] = h
+        parts.append(h)
+        counts[i] = len(h)
+    flat = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+    return flat, counts
+
+
+def tokenize(arr: pa.Array) -> Tokens:
+    """Hash every normalised token of every string in ``arr`` (nulls are empty).
+
+    Arrow splits on whitespace and dictionary-encodes the chunks; only distinct chunks reach
+    Python (cached across batches), so the cost per batch is a few C++ passes plus NumPy gathers.
+    """
+    lists = pc.ascii_split_whitespace(pc.fill_null(arr, ""))
+    offsets = np.asarray(lists.offsets, dtype=np.int64)
+    offsets = offsets - offsets[0]
+    flat = lists.flatten()
+    if len(flat) == 0:
+        return Tokens(np.zeros(0, np.uint64), offsets)
+    enc = pc.dictionary_encode(flat)
+    codes = np.asarray(enc.indices, dtype=np.int64)
+    sub, counts = _sub_hashes(enc.dictionary.to_pylist())
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    occ = counts[codes]  # sub-tokens per chunk occurrence
+    total = int(occ.sum())
+    occ_start = np.cumsum(occ) - occ
+    idx = np.repeat(starts[codes] - occ_start, occ) + np.arange(total)
+    hashes = sub[idx]
+    # new row offsets: sum of occ per row
+    csum = np.concatenate([[0], np.cumsum(occ)])
+    return Tokens(hashes, csum[offsets])
