@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -106,6 +107,96 @@ def stats(
         console.print_json(json.dumps(data))
     else:
         render_stats(data, console)
+
+
+def _parse_duration(text: str | None):  # type: ignore[no-untyped-def]
+    """'6h', '1d', '30m' -> timedelta; None or 'none' -> None."""
+    from datetime import timedelta
+
+    if text is None or text.lower() == "none":
+        return None
+    units = {"m": 60, "h": 3600, "d": 86400}
+    try:
+        return timedelta(seconds=float(text[:-1]) * units[text[-1].lower()])
+    except (KeyError, ValueError) as e:
+        raise typer.BadParameter(f"{text!r}: use a number and a unit, like 30m, 6h or 1d") from e
+
+
+@app.command()
+def detect(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for detections.jsonl and the campaign reports.")],
+    db: DbOption = DEFAULT_DB,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option("--as-of", help="Use only exchanges up to this time (UTC), e.g. 2026-05-01T00:00:00."),
+    ] = None,
+    step: Annotated[
+        str,
+        typer.Option(help="Also run every STEP over the log (30m, 6h, 1d, or none), each time on data up to then, "
+                     "so first_flagged_at is when it would have fired in production."),
+    ] = "6h",
+    calibration: Annotated[
+        Path | None,
+        typer.Option(help="Calibration from `distillguard calibrate` (default: the one shipped, built on a "
+                     "benign-only simulation)."),
+    ] = None,
+    reports: Annotated[bool, typer.Option(help="Write Markdown/HTML/JSON campaign reports.")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+) -> None:
+    """Score every account: content signals, behaviour features, linkage clusters, benign-calibrated risk.
+
+    Writes detections.jsonl (score, flagged, cluster, first_flagged_at, reasons) and campaign reports.
+    """
+    from datetime import UTC
+
+    from distillguard.detect import detect as run_detect
+    from distillguard.scoring.risk import RiskModel
+
+    model = RiskModel.load(calibration) if calibration else None
+    when = as_of.replace(tzinfo=UTC) if as_of and as_of.tzinfo is None else as_of
+    try:
+        summary = run_detect(db, out, as_of=when, step=_parse_duration(step), model=model, reports=reports,
+                             progress=not json_out, console=err_console)
+    except (FileNotFoundError, ValueError) as e:
+        err_console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(2) from e
+    if json_out:
+        console.print_json(json.dumps(summary.to_dict()))
+        return
+    render_detect_summary(summary)
+
+
+def render_detect_summary(summary) -> None:  # type: ignore[no-untyped-def]
+    console.print(f"scored {summary.accounts_scored:,} accounts over {summary.steps} step(s): "
+                  f"[bold red]{summary.accounts_flagged:,} flagged[/] in {summary.campaigns:,} campaign report(s)")
+    t = RichTable(title="stage times (s)")
+    for name in summary.stage_seconds:
+        t.add_column(name, justify="right")
+    t.add_row(*(f"{v:.1f}" for v in summary.stage_seconds.values()))
+    console.print(t)
+    for f in summary.files[:1] + [f for f in summary.files if f.endswith("index.html")]:
+        console.print(f"wrote {f}")
+
+
+@app.command()
+def calibrate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Calibration file to write (JSON).")],
+    db: DbOption = DEFAULT_DB,
+    benign_accounts: Annotated[
+        Path | None,
+        typer.Option(help="File with one trusted account_id per line (vetted customers); default: every account "
+                     "in the store, so point --db at a period you trust."),
+    ] = None,
+    target_fpr: Annotated[float, typer.Option(help="Share of benign accounts the threshold may flag.")] = 0.0005,
+) -> None:
+    """Calibrate risk scores on benign-only traffic: the reference every score is measured against."""
+    from distillguard.scoring.calibrate import calibrate as run_calibrate
+
+    ids = None
+    if benign_accounts:
+        ids = [line.strip() for line in benign_accounts.read_text().splitlines() if line.strip()]
+    model = run_calibrate(db, out, benign_accounts=ids, target_fpr=target_fpr)
+    console.print(f"calibrated on {model.n_benign_:,} benign accounts; threshold {model.threshold_:.1f}; wrote {out}")
 
 
 def _register_stage_commands() -> None:

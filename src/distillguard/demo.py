@@ -1,8 +1,8 @@
 """The main job end to end on the embedded default (``make demo``).
 
 Simulates the ``smoke`` scenario (benign personas plus hidden distillation campaigns, with ground
-truth), ingests it into a fresh DuckDB store and shows what was loaded. Detection, reports and
-evaluation join this run as those stages land.
+truth), ingests it into a fresh DuckDB store, runs batch detection as it would have run every six
+hours over the log, writes campaign reports, and scores the detections against the ground truth.
 
     python -m distillguard.demo [--out demo-out] [--scenario smoke] [--scale X] [--seed N]
 """
@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 from rich.console import Console
 from rich.rule import Rule
 
-from distillguard.cli import render_ingest_summary
+from distillguard.cli import render_detect_summary, render_ingest_summary
+from distillguard.detect import detect
+from distillguard.evaluate import evaluate, render_report
 from distillguard.ingest.run import ingest
 from distillguard.simulate import render_summary, simulate
 from distillguard.stats import render_stats, store_stats
@@ -44,11 +47,34 @@ def main(argv: list[str] | None = None) -> int:
 
     console.print(Rule("3. what the store holds"))
     render_stats(store_stats(db), console)
-    console.print(
-        f"\nGround truth for evaluation: {traffic / 'truth.jsonl'}. Next: detection "
-        "(`distillguard detect`) and `distillguard evaluate --truth ... --detections ...`."
-    )
+
+    console.print(Rule("4. detect (every 6 h over the log, data up to each step only)"))
+    found = detect(db, args.out / "detect", step=timedelta(hours=6), progress=console.is_terminal, console=console)
+    render_detect_summary(found)
+    for c in read_campaign_summaries(db)[:5]:
+        console.print(f"  • {c}")
+
+    console.print(Rule("5. evaluate against the ground truth"))
+    report = evaluate(traffic / "truth.jsonl", args.out / "detect" / "detections.jsonl", out=args.out / "evaluation")
+    render_report(report, console)
+    console.print(f"\nreports: {args.out / 'detect' / 'reports' / 'index.html'}; "
+                  f"evaluation: {args.out / 'evaluation' / 'evaluation.json'}")
     return 0 if summary.usable else 1
+
+
+def read_campaign_summaries(db: Path) -> list[str]:
+    """The one-paragraph summary of each campaign report, largest first."""
+    from distillguard.engines import DuckDBEngine
+    from distillguard.report import read_campaigns, summary_sentence
+    from distillguard.store import connect
+
+    con = connect(db)
+    try:
+        campaigns = read_campaigns(DuckDBEngine(con))
+    finally:
+        con.close()
+    campaigns.sort(key=lambda c: -(c.get("n_flagged") or 0))
+    return [summary_sentence(c) for c in campaigns]
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["LEXICON", "LEXICON_SCORE", "cot_scores"]
+__all__ = ["LEXICON", "LEXICON_SCORE", "cot_scores", "lexicon_hits"]
 
 LEXICON_SCORE = 0.9
 LEXICON = "|".join([
@@ -37,8 +37,19 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def cot_scores(model_logit: np.ndarray, text: pa.Array) -> np.ndarray:
-    """Combine the model's logits with the lexicon matched on ``text`` (already clipped)."""
+def lexicon_hits(text: pa.Array) -> np.ndarray:
+    """Rows of ``text`` containing a lexicon phrase (bool)."""
+    return np.asarray(pc.fill_null(pc.match_substring_regex(text, LEXICON, ignore_case=True), False), dtype=bool)
+
+
+def cot_scores(model_logit: np.ndarray, text: pa.Array, extra_hits: np.ndarray | None = None) -> np.ndarray:
+    """Combine the model's logits with the lexicon matched on ``text`` (already clipped).
+
+    ``extra_hits``: lexicon hits found elsewhere (the system prompt). No phrase can straddle the
+    ``" \\n "`` that separated system and prompt, so OR-ing the two equals matching their join.
+    """
     p = _sigmoid(model_logit)
-    lex = np.asarray(pc.fill_null(pc.match_substring_regex(text, LEXICON, ignore_case=True), False), dtype=bool)
+    lex = lexicon_hits(text)
+    if extra_hits is not None:
+        lex |= extra_hits
     return np.where(lex, np.maximum(p, LEXICON_SCORE), p)

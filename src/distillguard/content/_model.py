@@ -16,7 +16,9 @@ import pyarrow as pa
 
 from distillguard.content._text import Tokens, clip, mix64, tokenize
 
-__all__ = ["BITS", "LinearModel", "capability_model", "cot_model", "features", "linear_scores", "texts_features"]
+__all__ = [
+    "BITS", "LinearModel", "capability_model", "cot_model", "features", "linear_scores", "model_scores", "texts_features",
+]
 
 BITS = 18
 _SHIFT = np.uint64(64 - BITS)
@@ -93,6 +95,54 @@ def _fit(texts: list[str], labels: list, alpha: float) -> LinearModel:
     coef[:, used] = clf.coef_
     coef = coef.T  # (2**BITS, k) view over a (k, 2**BITS) C array: row gathers are contiguous
     return LinearModel(tuple(str(c) for c in clf.classes_), coef, clf.intercept_.astype(np.float64))
+
+
+@functools.cache
+def _stacked() -> tuple[np.ndarray, np.ndarray]:
+    """Both models' weights side by side, float64, plus one all-zero row (id ``2**BITS``) that
+    absorbs the token pairs straddling two rows: (2**BITS + 1, k_cap + k_cot), intercepts."""
+    cap, cot = capability_model(), cot_model()
+    w = np.zeros((1 + (1 << BITS), cap.coef.shape[1] + cot.coef.shape[1]), dtype=np.float64)
+    w[:-1, : cap.coef.shape[1]] = cap.coef
+    w[:-1, cap.coef.shape[1]:] = cot.coef
+    return w, np.concatenate([cap.intercept, cot.intercept])
+
+
+def _segment_dot(ids: np.ndarray, indptr: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``out[r] = sum(w[ids[indptr[r]:indptr[r+1]]])``: a CSR (all ones) times dense product, in C."""
+    from scipy.sparse import csr_matrix
+
+    idx = np.int32 if len(ids) < 2**31 else np.int64
+    x = csr_matrix((np.ones(len(ids)), ids.astype(idx, copy=False), indptr.astype(idx, copy=False)),
+                   shape=(len(indptr) - 1, w.shape[0]))
+    return np.asarray(x @ w)
+
+
+def model_scores(tok: Tokens) -> tuple[np.ndarray, np.ndarray]:
+    """(capability logits (rows, k), CoT logits (rows,)) for tokenised rows, in one pass.
+
+    Same features as :func:`features` (unigrams and within-row bigrams, scaled by 1/sqrt(n)), but
+    without sorting them by row: the unigrams are already in row order, and so are the bigrams of
+    all adjacent token pairs once the pairs that straddle two rows are sent to the zero weight row.
+    """
+    w, intercept = _stacked()
+    h, off = tok.hashes, tok.offsets
+    n = len(h)
+    lens = np.diff(off)
+    out = np.zeros((len(lens), w.shape[1]), dtype=np.float64)
+    if n:
+        out += _segment_dot((h >> _SHIFT).astype(np.int32), off, w)
+    if n > 1:
+        bi = (mix64(h[:-1] ^ _BIGRAM_SALT, h[1:]) >> _SHIFT).astype(np.int32)
+        cross = off[1:-1] - 1
+        bi[cross[(cross >= 0) & (cross < n - 1)]] = 1 << BITS
+        out += _segment_dot(bi, np.minimum(off, n - 1), w)
+    nf = lens + np.maximum(lens - 1, 0)
+    nz = nf > 0
+    out[nz] /= np.sqrt(nf[nz])[:, None]
+    out += intercept
+    k = capability_model().coef.shape[1]
+    return out[:, :k], out[:, k]
 
 
 @functools.cache

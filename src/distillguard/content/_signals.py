@@ -9,10 +9,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from distillguard.content._cot import cot_scores
-from distillguard.content._model import capability_model, cot_model, features
+from distillguard.content._cot import cot_scores, lexicon_hits
+from distillguard.content._model import capability_model, model_scores
 from distillguard.content._template import preamble_fp, template_fingerprints
-from distillguard.content._text import clip, tokenize
+from distillguard.content._text import clip, interleave, take_rows, tokenize
 from distillguard.contract import CAPABILITIES, SIGNALS
 from distillguard.engines.base import Engine, portable_sql
 
@@ -52,12 +52,15 @@ def compute_signals(batch: pa.RecordBatch) -> pa.RecordBatch:
     prompt = _column(batch, "prompt", pa.string())
     system = _column(batch, "system", pa.string())
     text = clip(prompt)
-    sys_text = clip(system, 600, 300)
-    # one tokenisation serves both models: system + prompt, system first
-    both = pc.binary_join_element_wise(pc.fill_null(sys_text, ""), text, " \n ")
-    ids, offsets = features(tokenize(both))
+    text_tok = tokenize(text)
+    # System prompts repeat: tokenise (and lexicon-match) each distinct one once, then expand to rows.
+    sys_enc = pc.dictionary_encode(pc.fill_null(system, ""))
+    sys_codes = np.asarray(sys_enc.indices, dtype=np.int64)
+    sys_text = clip(sys_enc.dictionary, 600, 300)
+    # one token stream serves both models: system + prompt, system first
+    both = interleave(take_rows(tokenize(sys_text), sys_codes), text_tok)
+    logits, cot_logit = model_scores(both)
     cap = capability_model()
-    logits = cap.decision(ids, offsets)
     logits -= logits.max(axis=1, keepdims=True)
     prob = np.exp(logits)
     prob /= prob.sum(axis=1, keepdims=True)
@@ -65,8 +68,9 @@ def compute_signals(batch: pa.RecordBatch) -> pa.RecordBatch:
     labels = np.array(cap.classes, dtype=object)[best]
     conf = prob[np.arange(n), best]
     assert set(cap.classes) <= set(CAPABILITIES)
-    cot = cot_scores(cot_model().decision(ids, offsets)[:, 0], both)
-    fp, bands = template_fingerprints(text)
+    sys_lex = lexicon_hits(sys_text)
+    cot = cot_scores(cot_logit, text, extra_hits=sys_lex[sys_codes] if len(sys_lex) else None)
+    fp, bands = template_fingerprints(text, text_tok)
     pre = preamble_fp(system, prompt)
     arrays = [
         _column(batch, "request_id", pa.string()),

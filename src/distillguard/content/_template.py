@@ -36,6 +36,7 @@ _QUOTE = r"\"[^\"\n]{1,300}\"|“[^”\n]{1,300}”|«[^»\n]{1,300}»|「[^」\
 _ROLE = (r"^\s*(you are|you're|act as|acting as|as an? |imagine you are|pretend (you are|to be)|i want you to act|"
          r"your role is|role:|system:|你是|作为|扮演|eres |actúa como|tu es |agis en tant|du bist|agiere als|ты |"
          r"представь|あなたは|당신은|너는|você é|atue como|sei un|je bent)")
+_MARKS = "```|[\"“«「]"
 _SENT = r"^\s*(?P<s>[^.!?\n。！？]{1,400})"
 _M = np.random.default_rng(20260422).integers(1, 2**63 - 1, size=(2, BANDS * ROWS), dtype=np.int64).astype(np.uint64)
 _A = _M[0] | np.uint64(1)
@@ -75,34 +76,93 @@ def _shingles(tok: Tokens) -> tuple[np.ndarray, np.ndarray]:
     return sh[order], sr[order]
 
 
-def template_fingerprints(prompt: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """(template_fp int64, template_bands list<int64>) per row; null where the prompt has no tokens."""
-    tok = _ends(tokenize(skeleton(prompt)))
-    sh, sr = _shingles(tok)
-    nrows = len(tok.offsets) - 1
-    counts = np.bincount(sr, minlength=nrows)
-    has = counts > 0
-    starts = (np.cumsum(counts) - counts)[has]
+_KEEP = HEAD_TOKENS + TAIL_TOKENS
+_NSH = _KEEP - 2  # most shingles a row can have
+
+
+def _ends_matrix(tok: Tokens) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's first HEAD_TOKENS and last TAIL_TOKENS tokens (all of a shorter row), padded into
+    a (rows, HEAD_TOKENS + TAIL_TOKENS) matrix, and the number kept per row."""
+    lens = tok.lengths
+    k = np.minimum(lens, _KEEP)
+    i = np.arange(_KEEP)[None, :]
+    if len(tok.hashes) == 0:
+        return np.zeros((len(lens), _KEEP), np.uint64), k
+    long = (lens > _KEEP)[:, None] & (i >= HEAD_TOKENS)
+    src = tok.offsets[:-1, None] + np.where(long, i + (lens - _KEEP)[:, None], i)
+    src = np.where(i < k[:, None], src, 0)
+    return tok.hashes[src], k
+
+
+def _fingerprints(keep: np.ndarray, k: np.ndarray) -> tuple[pa.Array, pa.Array]:
+    """SimHash and MinHash-LSH keys over the word 3-shingles of the kept tokens (a row with fewer
+    than 3 tokens gets its tokens as shingles); rows without tokens are null."""
+    nrows = len(k)
+    sh = mix64(mix64(keep[:, :-2], keep[:, 1:-1]), keep[:, 2:])  # (rows, _NSH)
+    short = k < 3
+    sh[short, :2] = keep[short, :2]
+    nsh = np.where(short, k, k - 2)
+    valid = np.arange(_NSH)[None, :] < nsh[:, None]
+    has = nsh > 0
+    # SimHash: per bit, count the shingles with it set, majority vote. MinHash: 24 minima.
     fp = np.zeros(nrows, dtype=np.uint64)
-    bands = np.zeros((nrows, BANDS), dtype=np.uint64)
-    if sh.size:
-        # reduceat along the contiguous axis: (64, n_shingles), counts fit uint8 (<= 56 shingles/row)
-        bits = np.ascontiguousarray(np.unpackbits(sh.view(np.uint8).reshape(-1, 8), axis=1, bitorder="little").T)
-        ones = np.add.reduceat(bits, starts, axis=1).T
-        simhash = ((2 * ones > counts[has][:, None]).astype(np.uint64) * _BIT).sum(axis=1, dtype=np.uint64)
-        fp[has] = simhash
-        with np.errstate(over="ignore"):
-            perm = _A[:, None] * sh[None, :] + _B[:, None]  # (BANDS*ROWS, n_shingles), universal hashing mod 2**64
-        mins = np.minimum.reduceat(perm, starts, axis=1).T.reshape(-1, BANDS, ROWS)
-        key = np.full(mins.shape[:2], np.uint64(0x243F6A8885A308D3))
-        for r in range(ROWS):
-            key = mix64(key, mins[:, :, r])
-        bands[has] = mix64(key, np.arange(BANDS, dtype=np.uint64))
+    mins = np.empty((nrows, BANDS * ROWS), dtype=np.uint64)
+    # Padded shingles: 0 for SimHash (no bits set), the row's first shingle for MinHash (a repeat
+    # cannot change a minimum). Both as (_NSH, rows) blocks small enough to stay in cache.
+    shz = np.where(valid, sh, np.uint64(0)).T
+    shm = np.where(valid, sh, sh[:, :1]).T
+    step = 2048
+    with np.errstate(over="ignore"):
+        for lo in range(0, nrows, step):
+            hi = min(lo + step, nrows)
+            z = np.ascontiguousarray(shz[:, lo:hi])
+            t = np.empty_like(z)
+            # SimHash, bit-sliced: bit j of every byte, summed in uint64 lanes (a lane's count <= _NSH)
+            lanes = np.empty((hi - lo, 8), dtype=np.uint64)
+            for j in range(8):
+                np.right_shift(z, np.uint64(j), out=t)
+                np.bitwise_and(t, np.uint64(0x0101010101010101), out=t)
+                lanes[:, j] = t.sum(axis=0, dtype=np.uint64)
+            ones = lanes.view(np.uint8).reshape(-1, 8, 8).transpose(0, 2, 1).reshape(-1, 64)  # bit 8*byte + j
+            vote = 2 * ones.astype(np.int16) > nsh[lo:hi, None]
+            fp[lo:hi] = np.packbits(vote, axis=1, bitorder="little").view(np.uint64)[:, 0]
+            m = np.ascontiguousarray(shm[:, lo:hi])
+            for f in range(BANDS * ROWS):
+                np.multiply(m, _A[f], out=t)
+                np.add(t, _B[f], out=t)
+                mins[lo:hi, f] = np.minimum.reduce(t, axis=0)
+    mins = mins.reshape(-1, BANDS, ROWS)
+    key = np.full(mins.shape[:2], np.uint64(0x243F6A8885A308D3))
+    for r in range(ROWS):
+        key = mix64(key, mins[:, :, r])
+    bands = mix64(key, np.arange(BANDS, dtype=np.uint64))
     fp_arr = pa.array(fp.view(np.int64), mask=~has)
     flat = pa.array(bands.view(np.int64).ravel())
     offs = pa.array(np.arange(0, nrows * BANDS + 1, BANDS, dtype=np.int32))
     band_arr = pa.ListArray.from_arrays(offs, flat, mask=pa.array(~has))
     return fp_arr, band_arr
+
+
+def template_fingerprints(prompt: pa.Array, tokens: Tokens | None = None) -> tuple[pa.Array, pa.Array]:
+    """(template_fp int64, template_bands list<int64>) per row; null where the prompt has no tokens.
+
+    ``tokens``, if given, must be ``tokenize(prompt)``: rows whose skeleton equals their text (no
+    code block, no quoted string) reuse them, and only the other rows' skeletons are tokenised.
+    """
+    if tokens is None:
+        keep, k = _ends_matrix(tokenize(skeleton(prompt)))
+    else:
+        keep, k = _ends_matrix(tokens)
+        # Only rows holding a quote character or a code fence can have a different skeleton.
+        cand = np.flatnonzero(np.asarray(pc.fill_null(pc.match_substring_regex(prompt, _MARKS), False), dtype=bool))
+        if cand.size:
+            sub = prompt.take(pa.array(cand))
+            sk = skeleton(sub)
+            idx = cand[np.asarray(pc.not_equal(sk, sub), dtype=bool)]
+            if idx.size:
+                keep_c, k_c = _ends_matrix(tokenize(sk.take(pa.array(np.flatnonzero(np.isin(cand, idx))))))
+                keep[idx], k[idx] = keep_c, k_c
+    return _fingerprints(keep, k)
 
 
 def _norm_sentence(arr: pa.Array) -> pa.Array:
@@ -120,13 +180,37 @@ def _hash_column(arr: pa.Array) -> pa.Array:
     return pa.array(uniq[codes] if len(uniq) else np.zeros(len(arr), np.int64), mask=~valid)
 
 
+def _first_sentence(head: pa.Array) -> pa.Array:
+    """``^\\s*([^.!?\\n。！？]{1,400})`` without a regex capture (RE2 extraction is slow): strip the
+    leading ASCII whitespace, cut at the first terminator, keep 400 characters; null if empty.
+    Same result as the regex on every text that starts with a role preamble (the only ones used)."""
+    lead = pc.utf8_ltrim(head, " \t\n\r\f")
+    first = pc.list_element(pc.split_pattern_regex(lead, "[.!?\n。！？]", max_splits=1), 0)
+    first = pc.utf8_slice_codeunits(first, 0, 400)
+    return pc.if_else(pc.equal(first, ""), pa.scalar(None, pa.string()), first)
+
+
 def preamble_fp(system: pa.Array, prompt: pa.Array) -> pa.Array:
-    """Hash of the normalised system prompt; else of a role-preamble first sentence; else null."""
-    sys_norm = _norm_sentence(pc.utf8_slice_codeunits(pc.fill_null(system, ""), 0, 4000))
+    """Hash of the normalised system prompt; else of a role-preamble first sentence; else null.
+
+    System prompts repeat (a deployment has a handful), so they are normalised and hashed once per
+    distinct value; the first sentence is extracted only from prompts that open with a role.
+    """
+    n = len(prompt)
+    enc = pc.dictionary_encode(pc.fill_null(system, ""))
+    sys_norm = _norm_sentence(pc.utf8_slice_codeunits(enc.dictionary, 0, 4000))
+    sys_ok = np.asarray(pc.greater(pc.utf8_length(sys_norm), 0), dtype=bool)
+    sys_h = hash_strings([f"sys:{x}" for x in sys_norm.to_pylist()])
+    codes = np.asarray(enc.indices, dtype=np.int64)
+    out = sys_h[codes] if len(sys_h) else np.zeros(n, np.int64)
+    valid = sys_ok[codes] if len(sys_h) else np.zeros(n, bool)
     head = pc.utf8_slice_codeunits(pc.fill_null(prompt, ""), 0, 600)
-    is_role = pc.match_substring_regex(head, _ROLE, ignore_case=True)
-    first = pc.struct_field(pc.extract_regex(head, _SENT), "s")
-    first = pc.if_else(is_role, _norm_sentence(first), pa.scalar(None, pa.string()))
-    sys_ok = pc.greater(pc.utf8_length(sys_norm), 0)
-    chosen = pc.if_else(sys_ok, pc.binary_join_element_wise("sys:", sys_norm, ""), pc.binary_join_element_wise("pre:", first, ""))
-    return _hash_column(chosen)
+    is_role = np.asarray(pc.match_substring_regex(head, _ROLE, ignore_case=True), dtype=bool)
+    role = np.flatnonzero(is_role & ~valid)
+    if role.size:
+        first = _norm_sentence(_first_sentence(head.take(pa.array(role))))
+        ok = np.asarray(pc.is_valid(first), dtype=bool)
+        pre = hash_strings(["pre:" + x for x in first.filter(pa.array(ok)).to_pylist()])
+        out[role[ok]] = pre
+        valid[role[ok]] = True
+    return pa.array(out, pa.int64(), mask=~valid)

@@ -15,7 +15,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["HEAD_CHARS", "TAIL_CHARS", "Tokens", "clip", "hash_strings", "mix64", "subtokens", "tokenize"]
+__all__ = [
+    "HEAD_CHARS", "TAIL_CHARS", "Tokens", "clip", "hash_strings", "interleave", "mix64", "subtokens", "take_rows",
+    "tokenize",
+]
 
 #: Only the head and tail of a long text are analysed: instructions, role preambles and coercion
 #: demands sit at the start or the end of a prompt; the middle is the (varying) task content.
@@ -58,25 +61,37 @@ def hash_strings(values: list[str]) -> np.ndarray:
 
 def mix64(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
     """Combine two uint64 hash arrays into one (order-sensitive, splitmix-style finaliser)."""
+    a = np.asarray(a, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        x = a.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.asarray(b).astype(np.uint64)
-        x ^= x >> np.uint64(30)
+        x = a * np.uint64(0x9E3779B97F4A7C15)
+        x += np.asarray(b, dtype=np.uint64)
+        t = x >> np.uint64(30)
+        x ^= t
         x *= np.uint64(0xBF58476D1CE4E5B9)
-        x ^= x >> np.uint64(27)
+        np.right_shift(x, np.uint64(27), out=t)
+        x ^= t
         x *= np.uint64(0x94D049BB133111EB)
-        x ^= x >> np.uint64(31)
+        np.right_shift(x, np.uint64(31), out=t)
+        x ^= t
     return x
 
 
 class Tokens:
     """Tokens of a batch of texts, flattened: ``hashes[offsets[i]:offsets[i+1]]`` are row i's."""
 
-    __slots__ = ("hashes", "offsets", "row")
+    __slots__ = ("_row", "hashes", "offsets")
 
     def __init__(self, hashes: np.ndarray, offsets: np.ndarray) -> None:
         self.hashes = hashes  # uint64, one per token
         self.offsets = offsets  # int64, len rows + 1
-        self.row = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+        self._row: np.ndarray | None = None
+
+    @property
+    def row(self) -> np.ndarray:
+        """Row index of every token (built on first use; the hot paths need only ``offsets``)."""
+        if self._row is None:
+            self._row = np.repeat(np.arange(len(self.offsets) - 1), np.diff(self.offsets))
+        return self._row
 
     @property
     def lengths(self) -> np.ndarray:
@@ -112,11 +127,20 @@ def _sub_hashes(raw: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return flat, counts
 
 
+def _local_index(counts: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(c) for c in counts])`` without the Python loop."""
+    total = int(counts.sum())
+    ends = np.cumsum(counts)
+    return np.arange(total, dtype=np.int64) - np.repeat(ends - counts, counts)
+
+
 def tokenize(arr: pa.Array) -> Tokens:
     """Hash every normalised token of every string in ``arr`` (nulls are empty).
 
     Arrow splits on whitespace and dictionary-encodes the chunks; only distinct chunks reach
     Python (cached across batches), so the cost per batch is a few C++ passes plus NumPy gathers.
+    Most chunks are exactly one sub-token: those are a single gather; only the (few) occurrences of
+    chunks with several sub-tokens go through the general repeat/scatter path.
     """
     lists = pc.ascii_split_whitespace(pc.fill_null(arr, ""))
     offsets = np.asarray(lists.offsets, dtype=np.int64)
@@ -125,14 +149,46 @@ def tokenize(arr: pa.Array) -> Tokens:
     if len(flat) == 0:
         return Tokens(np.zeros(0, np.uint64), offsets)
     enc = pc.dictionary_encode(flat)
-    codes = np.asarray(enc.indices, dtype=np.int64)
+    codes = np.asarray(enc.indices)
     sub, counts = _sub_hashes(enc.dictionary.to_pylist())
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    if (counts == 1).all():
+        return Tokens(sub[codes], offsets)
+    starts = np.cumsum(counts) - counts
     occ = counts[codes]  # sub-tokens per chunk occurrence
-    total = int(occ.sum())
-    occ_start = np.cumsum(occ) - occ
-    idx = np.repeat(starts[codes] - occ_start, occ) + np.arange(total)
-    hashes = sub[idx]
-    # new row offsets: sum of occ per row
-    csum = np.concatenate([[0], np.cumsum(occ)])
-    return Tokens(hashes, csum[offsets])
+    csum = np.empty(len(occ) + 1, dtype=np.int64)
+    csum[0] = 0
+    np.cumsum(occ, out=csum[1:])
+    total = int(csum[-1])
+    # Every occurrence writes its first sub-token at its start (one pad slot each side absorbs the
+    # writes of chunks without sub-tokens, which later occurrences at the same start overwrite) ...
+    hashes = np.empty(total + 1, dtype=np.uint64)
+    first = starts[codes]
+    hashes[csum[:-1]] = np.append(sub, np.uint64(0))[first]
+    # ... then chunks with several sub-tokens (few) fill in the rest.
+    multi = np.flatnonzero(occ > 1)
+    if multi.size:
+        m_occ = occ[multi] - 1
+        local = _local_index(m_occ) + 1
+        hashes[np.repeat(csum[multi], m_occ) + local] = sub[np.repeat(first[multi], m_occ) + local]
+    return Tokens(hashes[:total], csum[offsets])
+
+
+def interleave(first: Tokens, second: Tokens) -> Tokens:
+    """Row-wise concatenation: row i's tokens are ``first``'s row i then ``second``'s row i."""
+    la, lb = first.lengths, second.lengths
+    off = np.concatenate([[0], np.cumsum(la + lb)])
+    out = np.empty(int(off[-1]), dtype=np.uint64)
+    # second's token j of row r lands at j + (first's tokens in rows <= r)
+    out[np.arange(len(second.hashes)) + np.repeat(first.offsets[1:], lb)] = second.hashes
+    out[np.arange(len(first.hashes)) + np.repeat(second.offsets[:-1], la)] = first.hashes
+    return Tokens(out, off)
+
+
+def take_rows(tok: Tokens, idx: np.ndarray) -> Tokens:
+    """Rows ``idx`` of ``tok`` (a gather; used to expand the tokens of distinct values to rows)."""
+    lens = tok.lengths[idx]
+    off = np.concatenate([[0], np.cumsum(lens)])
+    if off[-1] == 0:
+        return Tokens(np.zeros(0, np.uint64), off)
+    src = np.repeat(tok.offsets[:-1][idx], lens) + _local_index(lens)
+    return Tokens(tok.hashes[src], off)

@@ -29,7 +29,7 @@ __all__ = ["Source", "SourceError", "find_sources", "read_source", "MAX_LINE_BYT
 #: A JSON line longer than this is quarantined unread ("huge field").
 MAX_LINE_BYTES = 8 * 1024 * 1024
 _READ_BYTES = 16 * 1024 * 1024
-_BLOCK_BYTES = 192 * 1024 * 1024  # a batch ends at batch_rows lines or this many bytes (bounds memory)
+_BLOCK_BYTES = 128 * 1024 * 1024  # a batch ends at batch_rows lines or this many bytes (bounds memory)
 _SLOW_BELOW = 256  # lines: below this a refused block is read line by line
 
 TABLES = {"accounts": ACCOUNTS, "exchanges": EXCHANGES}
@@ -127,7 +127,9 @@ def _parquet_files(path: Path) -> list[Path]:
 def _read_parquet(source: Source, batch_rows: int, progress: Callable[[int], None]) -> Iterator[Chunk]:
     for path in _parquet_files(source.path):
         try:
-            pf = pq.ParquetFile(path)
+            # Unbuffered pre-reads off and a small read buffer: pages stream in, so memory follows
+            # the batch size rather than the writer's row-group size.
+            pf = pq.ParquetFile(path, buffer_size=8 * 1024 * 1024, pre_buffer=False)
         except (pa.ArrowInvalid, OSError) as e:
             head = path.read_bytes()[:200] if path.is_file() else b""
             raise SourceError(path, f"not a Parquet file ({e})", head.decode("utf-8", "replace")) from e

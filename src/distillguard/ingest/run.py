@@ -96,6 +96,7 @@ def ingest(
     progress: bool = True,
     console: Console | None = None,
     on_batch: Callable[[SourceSummary], None] | None = None,
+    memory_limit: str = "512MB",
 ) -> IngestSummary:
     """Load traffic-log files into the store; see :func:`find_sources` for what a path may be.
 
@@ -109,7 +110,7 @@ def ingest(
     if isinstance(paths, str | Path):
         paths = [paths]
     sources = find_sources([Path(p) for p in paths])
-    con = connect(db)
+    con = connect(db, memory_limit=memory_limit)  # DuckDB spills past this; Arrow batches come on top
     try:
         return ingest_sources(
             con, sources, db=str(db), batch_rows=batch_rows, progress=progress, console=console, on_batch=on_batch
@@ -153,6 +154,7 @@ def ingest_sources(
                 checked = _checked_chunks(src, batch_rows, lambda n, task=task: bar.advance(task, n))
                 for rows_read, good, rejected in checked:
                     stored, dups = write_batch(con, src.table, good, rejected, str(src.path))
+                    del good  # free the batch before the reader starts the next one
                     s.rows_read += rows_read
                     s.stored += stored
                     s.duplicates += dups
@@ -185,23 +187,25 @@ def _checked_chunks(
     """Read and check the next batches in a background thread while the store writes this one.
 
     Parsing (Arrow), checking (Arrow compute) and writing (DuckDB) all release the GIL, so on two
-    cores the reader and the writer overlap. At most one checked batch waits in the queue.
+    cores the reader and the writer overlap. Memory: at most two batches exist at once, the one
+    being written and the one read ahead (the reader may start a batch only when a slot is free).
     """
-    q: queue.Queue = queue.Queue(maxsize=1)
+    q: queue.Queue = queue.Queue()
+    slots = threading.Semaphore(2)
     stop = threading.Event()
 
     def produce() -> None:
         try:
-            for chunk in read_source(src, batch_rows, progress):
-                item = (chunk.rows_read, *check_chunk(chunk, src.table))
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
+            chunks = read_source(src, batch_rows, progress)
+            while True:
+                while not slots.acquire(timeout=0.1):
+                    if stop.is_set():
+                        return
+                chunk = next(chunks, None)
+                if chunk is None or stop.is_set():
+                    break
+                q.put((chunk.rows_read, *check_chunk(chunk, src.table)))
+                del chunk
             q.put(_DONE)
         except BaseException as e:  # handed to the consumer, which re-raises it
             q.put(e)
@@ -216,6 +220,8 @@ def _checked_chunks(
             if isinstance(item, BaseException):
                 raise item
             yield item
+            del item
+            slots.release()  # the batch is written: the reader may start another
     finally:
         stop.set()
         worker.join()

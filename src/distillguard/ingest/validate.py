@@ -137,9 +137,14 @@ def records_to_chunk(records: Iterable[RawRecord], table: Table) -> Chunk:
     return Chunk(tbl, lambda i: raws[i][:RAW_MAX], rejected)
 
 
+def _single_array(col: pa.ChunkedArray) -> pa.Array:
+    """The column as one array, without copying when it already is one chunk."""
+    return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+
+
 def _cast_column(col: pa.ChunkedArray, target: pa.DataType) -> tuple[pa.Array, np.ndarray]:
     """Cast a column, returning the result and a mask of values that would not cast (set to null)."""
-    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    col = _single_array(col) if isinstance(col, pa.ChunkedArray) else col
     try:
         return pc.cast(col, target), np.zeros(len(col), dtype=bool)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
@@ -184,7 +189,7 @@ def check_chunk(chunk: Chunk, table: Table) -> tuple[pa.Table, list[Rejection]]:
                 mark(np.ones(n, dtype=bool), f.name, lambda i, f=f: f"missing required column {f.name!r}")
             columns[f.name] = pa.nulls(n, f.type)
             continue
-        col = tbl.column(f.name).combine_chunks()
+        col = _single_array(tbl.column(f.name))
         if f.required:
             mark(col.is_null().to_numpy(zero_copy_only=False), f.name, lambda i: "missing required field")
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):

@@ -114,17 +114,22 @@ class RiskModel:
         score = 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
         flagged = total >= self.threshold_
         reasons = [self._reasons(i, parts[i], features, own[i], total[i], cluster_ids[i], cluster_med[i],
-                                 cluster_sizes[i]) for i in range(features.num_rows)]
+                                 cluster_sizes[i], bool(flagged[i])) for i in range(features.num_rows)]
         return {"account_id": features.column("account_id").to_pylist(), "score": score,
                 "flagged": flagged, "cluster_id": cluster_ids, "reasons": reasons, "risk": total}
 
     def _reasons(self, i: int, parts: np.ndarray, features: pa.Table, own: float, total: float,
-                 cluster_id: str | None, cluster_med: float, cluster_size: int) -> list[str]:
+                 cluster_id: str | None, cluster_med: float, cluster_size: int, flagged: bool) -> list[str]:
+        """Strongest evidence first. A flagged account lists whatever pushed it over (anything rarer
+        than half of benign accounts); an unflagged one only evidence rarer than 1% of them."""
         order = np.argsort(-parts)
         out = []
-        for j in order[: self.max_reasons]:
-            if parts[j] < -2.0 * math.log(0.01):  # only evidence rarer than 1% of benign accounts
+        floor = 0.5 if flagged else 0.01
+        for j in order:
+            if len(out) == self.max_reasons:
                 break
+            if parts[j] <= -2.0 * math.log(floor) * self.evidence[j].weight:
+                continue
             ev = self.evidence[j]
             value = features.column(ev.column)[i].as_py()
             ref = self.reference_[ev.code]
