@@ -34,7 +34,8 @@ def run(scenario: str, scale: float, seed: int, out: Path, step_h: float, model:
     if not db.exists():
         ingest(traffic, db, progress=False)
     t0 = time.perf_counter()
-    summary = detect(db, base / "detect", step=timedelta(hours=step_h), model=model, reports=False, progress=False)
+    step = timedelta(hours=step_h) if step_h > 0 else None
+    summary = detect(db, base / "detect", step=step, model=model, reports=False, progress=False)
     seconds = time.perf_counter() - t0
     report = evaluate(traffic / "truth.jsonl", base / "detect" / "detections.jsonl", out=base / "evaluation")
     d = report.to_dict()
@@ -49,7 +50,7 @@ def main() -> None:
     ap.add_argument("--scenarios", default="seed-2026,three-labs,adaptive")
     ap.add_argument("--scale", type=float, default=0.01)
     ap.add_argument("--seeds", default="2")
-    ap.add_argument("--step-hours", type=float, default=6.0)
+    ap.add_argument("--step-hours", type=float, default=6.0, help="0: score once, at the end")
     ap.add_argument("--calibration", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("bench-out/eval"))
     args = ap.parse_args()

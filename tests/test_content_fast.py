@@ -66,3 +66,23 @@ def test_preamble_mixed_system_and_roles() -> None:
     assert pre[2] is not None and pre[2] == pre[5] and pre[2] != pre[0]
     assert pre[3] is not None and pre[3] == pre[4]
     assert pre[6] is not None and pre[6] not in (pre[0], pre[3])  # first sentence "you are"
+
+
+def test_build_signals_two_workers_same_output() -> None:
+    import duckdb
+
+    from distillguard.content import build_signals
+    from distillguard.engines import DuckDBEngine
+
+    con = duckdb.connect()
+    con.execute("""CREATE TABLE exchanges AS SELECT 'r' || range AS request_id, 'a' || (range % 7) AS account_id,
+        TIMESTAMPTZ '2026-04-22 00:00:00+00' + to_seconds(range) AS ts,
+        CASE WHEN range % 3 = 0 THEN 'You are helpful.' END AS system,
+        'You are a planner. Plan step ' || range || ' of "the launch" and show your chain of thought.' AS prompt
+        FROM range(5000)""")
+    eng = DuckDBEngine(con)
+    assert build_signals(eng) == 5000
+    one = eng.query("SELECT * FROM signals ORDER BY request_id")
+    assert build_signals(eng, workers=2) == 5000
+    two = eng.query("SELECT * FROM signals ORDER BY request_id")
+    assert one.equals(two)

@@ -60,7 +60,15 @@ def run_stages(engine: Engine, as_of: datetime | None, summary: DetectSummary) -
     _timed(summary, "features", build_features, engine, as_of=as_of)
     _timed(summary, "edges", build_edges, engine, as_of=as_of)
     _timed(summary, "clusters", build_clusters, engine)
-    features = engine.query("SELECT * FROM account_features")
+    # Every account known by then is scored, with or without traffic: an account created in a hydra
+    # wave that shares a card with a flagged cluster is flagged before it sends a request.
+    features = engine.query(
+        "SELECT a.account_id AS account_id, f.* EXCLUDE (account_id) FROM accounts a "
+        "LEFT JOIN account_features f ON f.account_id = a.account_id "
+        "WHERE a.created_at <= (SELECT max(as_of) FROM account_features) "
+        "UNION ALL SELECT f.* FROM account_features f "
+        "WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.account_id = f.account_id) ORDER BY account_id"
+    )
     clusters = engine.query("SELECT account_id, cluster_id, cluster_size FROM clusters")
     return features, clusters
 

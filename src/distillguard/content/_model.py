@@ -108,12 +108,24 @@ def _stacked() -> tuple[np.ndarray, np.ndarray]:
     return w, np.concatenate([cap.intercept, cot.intercept])
 
 
+_ONES = np.ones(0)
+
+
+def _ones(n: int) -> np.ndarray:
+    """A read-only all-ones float64 vector of length n (reused: the CSR values never change)."""
+    global _ONES
+    if len(_ONES) < n:
+        _ONES = np.ones(n)
+        _ONES.flags.writeable = False
+    return _ONES[:n]
+
+
 def _segment_dot(ids: np.ndarray, indptr: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``out[r] = sum(w[ids[indptr[r]:indptr[r+1]]])``: a CSR (all ones) times dense product, in C."""
     from scipy.sparse import csr_matrix
 
     idx = np.int32 if len(ids) < 2**31 else np.int64
-    x = csr_matrix((np.ones(len(ids)), ids.astype(idx, copy=False), indptr.astype(idx, copy=False)),
+    x = csr_matrix((_ones(len(ids)), ids.astype(idx, copy=False), indptr.astype(idx, copy=False)),
                    shape=(len(indptr) - 1, w.shape[0]))
     return np.asarray(x @ w)
 

@@ -50,32 +50,6 @@ def skeleton(arr: pa.Array) -> pa.Array:
     return pc.replace_substring_regex(s, _QUOTE, " qquote ")
 
 
-def _ends(tok: Tokens) -> Tokens:
-    """Keep each row's first HEAD_TOKENS and last TAIL_TOKENS tokens."""
-    pos = np.arange(len(tok.hashes)) - tok.offsets[:-1][tok.row] if len(tok.hashes) else np.zeros(0, np.int64)
-    n = tok.lengths[tok.row] if len(tok.hashes) else np.zeros(0, np.int64)
-    keep = (pos < HEAD_TOKENS) | (pos >= n - TAIL_TOKENS)
-    counts = np.bincount(tok.row[keep], minlength=len(tok.offsets) - 1)
-    return Tokens(tok.hashes[keep], np.concatenate([[0], np.cumsum(counts)]))
-
-
-def _shingles(tok: Tokens) -> tuple[np.ndarray, np.ndarray]:
-    """Word 3-shingles per row (a row with fewer than 3 tokens gets its tokens as shingles)."""
-    h, row = tok.hashes, tok.row
-    n = len(h)
-    if n >= 3:
-        ok = row[2:] == row[:-2]
-        sh = mix64(mix64(h[:-2][ok], h[1:-1][ok]), h[2:][ok])
-        sr = row[:-2][ok]
-    else:
-        sh, sr = np.zeros(0, np.uint64), np.zeros(0, np.int64)
-    short = tok.lengths[row] < 3 if n else np.zeros(0, bool)
-    sh = np.concatenate([sh, h[short]])
-    sr = np.concatenate([sr, row[short]])
-    order = np.argsort(sr, kind="stable")
-    return sh[order], sr[order]
-
-
 _KEEP = HEAD_TOKENS + TAIL_TOKENS
 _NSH = _KEEP - 2  # most shingles a row can have
 
@@ -170,14 +144,6 @@ def _norm_sentence(arr: pa.Array) -> pa.Array:
     s = pc.replace_substring_regex(s, r"\d+", "0")
     s = pc.replace_substring_regex(s, r"[^\p{L}\p{N}]+", " ")
     return pc.utf8_trim_whitespace(s)
-
-
-def _hash_column(arr: pa.Array) -> pa.Array:
-    enc = pc.dictionary_encode(arr)
-    uniq = hash_strings([x or "" for x in enc.dictionary.to_pylist()])
-    codes = np.asarray(enc.indices.fill_null(0), dtype=np.int64)
-    valid = np.asarray(pc.and_(pc.is_valid(arr), pc.greater(pc.utf8_length(pc.fill_null(arr, "")), 0)))
-    return pa.array(uniq[codes] if len(uniq) else np.zeros(len(arr), np.int64), mask=~valid)
 
 
 def _first_sentence(head: pa.Array) -> pa.Array:

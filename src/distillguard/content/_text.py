@@ -175,6 +175,8 @@ def tokenize(arr: pa.Array) -> Tokens:
 
 def interleave(first: Tokens, second: Tokens) -> Tokens:
     """Row-wise concatenation: row i's tokens are ``first``'s row i then ``second``'s row i."""
+    if len(first.hashes) == 0 and len(first.offsets) == len(second.offsets):
+        return second
     la, lb = first.lengths, second.lengths
     off = np.concatenate([[0], np.cumsum(la + lb)])
     out = np.empty(int(off[-1]), dtype=np.uint64)

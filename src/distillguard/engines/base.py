@@ -43,8 +43,9 @@ class Engine(Protocol):
     def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
         """Run a query and return the result as an Arrow table (small results only)."""
 
-    def create_table_as(self, name: str, sql: str, params: list[Any] | None = None) -> None:
-        """Replace table ``name`` with the result of ``sql``, atomically."""
+    def create_table_as(self, name: str, sql: str, params: list[Any] | None = None, *, temp: bool = False) -> None:
+        """Replace table ``name`` with the result of ``sql``, atomically; ``temp``: a working table
+        of this session only (never written to the store file)."""
 
     def map_batches(
         self,

@@ -35,10 +35,11 @@ class DuckDBEngine:
     def register(self, name: str, table: pa.Table) -> None:
         self.con.register(name, table)
 
-    def create_table_as(self, name: str, sql: str, params: list[Any] | None = None) -> None:
+    def create_table_as(self, name: str, sql: str, params: list[Any] | None = None, *, temp: bool = False) -> None:
         self.con.execute("BEGIN TRANSACTION")
         try:
-            self.con.execute(f"CREATE OR REPLACE TABLE {name} AS {sql}", params or [])
+            kind = "TEMP TABLE" if temp else "TABLE"
+            self.con.execute(f"CREATE OR REPLACE {kind} {name} AS {sql}", params or [])
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")

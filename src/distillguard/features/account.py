@@ -122,6 +122,13 @@ TARGET = Input(
     "capability is agentic, coding or planning",
     needs_signals=True,
 )
+GRADER_REWRITE = Input(
+    "grader_rewrite",
+    "capability IN ('grader', 'censorship_rewrite')",
+    lambda r: None if r["capability"] is None else r["capability"] in ("grader", "censorship_rewrite"),
+    "the model used as a grader/reward model or to rewrite answers",
+    needs_signals=True,
+)
 COT = Input("cot_score", "cot_score", lambda r: r["cot_score"], "CoT-elicitation score", needs_signals=True)
 COT_ELICIT = Input(
     "cot_elicit",
@@ -185,6 +192,7 @@ FEATURES: list[Feature] = [
     Feature(CAPABILITY, Entropy(CAPABILITIES), W),
     Feature(CAPABILITY, TopShare(CAPABILITIES), W),
     Feature(TARGET, Share(), W),
+    Feature(GRADER_REWRITE, Share(), W),
     Feature(COT, Mean(), W),
     Feature(COT_ELICIT, Share(), W),
     Feature(SHARED_TEMPLATE, Share(), W),

@@ -71,18 +71,22 @@ FROM exchanges WHERE ts <= CAST('{as_of}' AS TIMESTAMPTZ)
 # per account: template values used on at least {min_template_share} of its requests
 ACC_TEMPLATE = portable_sql("graph.acc_template", """
 WITH s AS (
-  SELECT request_id, account_id, preamble_fp, template_bands FROM signals
+  SELECT account_id, preamble_fp, template_bands FROM signals
   WHERE ts <= CAST('{as_of}' AS TIMESTAMPTZ)
 ), tot AS (SELECT account_id, count(*) AS n FROM s GROUP BY 1),
-pre AS (SELECT account_id, 'pre:' || CAST(preamble_fp AS VARCHAR) AS value, request_id
-        FROM s WHERE preamble_fp IS NOT NULL),
-band AS (SELECT account_id, 'band:' || CAST(v AS VARCHAR) AS value, request_id
-         FROM (SELECT account_id, request_id, unnest(template_bands) AS v FROM s) AS e WHERE v IS NOT NULL),
-u AS (SELECT account_id, value, count(DISTINCT request_id) AS c
-      FROM (SELECT * FROM pre UNION ALL SELECT * FROM band) AS pb GROUP BY 1, 2)
-SELECT u.account_id, 'template' AS kind, u.value FROM u JOIN tot ON u.account_id = tot.account_id
+pre AS (SELECT account_id, 0 AS t, preamble_fp AS v FROM s WHERE preamble_fp IS NOT NULL),
+band AS (SELECT account_id, 1 AS t, v
+         FROM (SELECT account_id, unnest(template_bands) AS v FROM s) AS e WHERE v IS NOT NULL),
+u AS (SELECT account_id, t, v, count(*) AS c
+      FROM (SELECT * FROM pre UNION ALL SELECT * FROM band) AS pb GROUP BY 1, 2, 3)
+SELECT u.account_id, 'template' AS kind,
+       CASE WHEN u.t = 0 THEN 'pre:' ELSE 'band:' END || CAST(u.v AS VARCHAR) AS value
+FROM u JOIN tot ON u.account_id = tot.account_id
 WHERE u.c >= {min_template_requests} AND u.c >= {min_template_share} * tot.n
 """)
+# (Each request holds a preamble key once and each band key once -- band keys carry their band
+# index -- so count(*) per (account, key) is the number of the account's requests with that key;
+# counting integers and formatting only the survivors is ~5x faster than counting strings.)
 
 # --- one membership table: (account, kind, value) -------------------------------------------------
 ATTR = portable_sql("graph.attr", f"""

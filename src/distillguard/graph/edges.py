@@ -131,21 +131,21 @@ def build_edges(engine: Engine, *, as_of: datetime | str | None = None,
         "floor": [r.floor for r in rules.values()],
     }))
     try:
-        engine.create_table_as("_g_acc", _sql.ACC.format(**p))
-        engine.create_table_as("_g_acc_block", _sql.ACC_BLOCK.format(**p))
-        engine.create_table_as("_g_acc_dom", _sql.ACC_DOM.format(**p))
-        engine.create_table_as("_g_acc_bucket", _sql.ACC_BUCKET.format(**p))
+        engine.create_table_as("_g_acc", _sql.ACC.format(**p), temp=True)
+        engine.create_table_as("_g_acc_block", _sql.ACC_BLOCK.format(**p), temp=True)
+        engine.create_table_as("_g_acc_dom", _sql.ACC_DOM.format(**p), temp=True)
+        engine.create_table_as("_g_acc_bucket", _sql.ACC_BUCKET.format(**p), temp=True)
         if _has_table(engine, "signals"):
-            engine.create_table_as("_g_acc_template", _sql.ACC_TEMPLATE.format(**p))
+            engine.create_table_as("_g_acc_template", _sql.ACC_TEMPLATE.format(**p), temp=True)
             p["template_union"] = _sql.TEMPLATE_UNION
-        engine.create_table_as("_g_attr", _sql.ATTR.format(**p))
-        engine.create_table_as("_g_members", _sql.MEMBERS.format(**p))
-        engine.create_table_as("_g_pairs", _sql.PAIRS.format(**p))
-        engine.create_table_as("_g_pair_kind", _sql.PAIR_KIND.format(**p))
-        engine.create_table_as("_g_deg", _sql.DEG.format(**p))
-        engine.create_table_as("_g_shared", _sql.SHARED.format(**p))
-        engine.create_table_as("_g_sync", _sql.SYNC.format(**p))
-        engine.create_table_as("_g_wave", _sql.WAVE.format(**p))
+        engine.create_table_as("_g_attr", _sql.ATTR.format(**p), temp=True)
+        engine.create_table_as("_g_members", _sql.MEMBERS.format(**p), temp=True)
+        engine.create_table_as("_g_pairs", _sql.PAIRS.format(**p), temp=True)
+        engine.create_table_as("_g_pair_kind", _sql.PAIR_KIND.format(**p), temp=True)
+        engine.create_table_as("_g_deg", _sql.DEG.format(**p), temp=True)
+        engine.create_table_as("_g_shared", _sql.SHARED.format(**p), temp=True)
+        engine.create_table_as("_g_sync", _sql.SYNC.format(**p), temp=True)
+        engine.create_table_as("_g_wave", _sql.WAVE.format(**p), temp=True)
         engine.create_table_as("edges", _sql.EDGES.format(**p))
     finally:
         for t in _TEMP:

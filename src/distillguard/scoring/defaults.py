@@ -20,6 +20,8 @@ EVIDENCE: tuple[Evidence, ...] = (
              "(benign p99 {ref:.0%})"),
     Evidence("CAPABILITY_FOCUS", "target_capability_share_all", "{value:.0%} of requests are agentic, coding or "
              "planning tasks (benign p99 {ref:.0%})"),
+    Evidence("GRADER_REWRITE", "grader_rewrite_share_all", "{value:.0%} of requests use the model as a grader or to "
+             "rewrite answers (benign p99 {ref:.0%})"),
     Evidence("SHARED_TEMPLATE", "shared_template_share_all", "{value:.0%} of requests use a prompt template that "
              "3+ other accounts also send (benign p99 {ref:.0%})"),
     Evidence("SHARED_PREAMBLE", "shared_preamble_share_all", "{value:.0%} of requests carry a system preamble that "
@@ -28,6 +30,8 @@ EVIDENCE: tuple[Evidence, ...] = (
              "maximum output (benign p99 {ref:.0%})"),
     Evidence("MODEL_PIVOT", "model_pivot_48h_share_all", "{value:.0%} of requests hit a newly released model within "
              "48 h of its release (benign p99 {ref:.0%})"),
+    Evidence("CAPABILITY_BREADTH", "capability_entropy_all", "capability entropy {value:.2f} bits (benign p99 "
+             "{ref:.2f}): a curriculum across task classes", weight=0.5),
     Evidence("THINKING", "thinking_share_all", "{value:.0%} of requests ask for extended reasoning "
              "(benign p99 {ref:.0%})", weight=0.5),
     Evidence("SINGLE_TURN", "single_turn_share_all", "{value:.0%} of conversations are single-shot "

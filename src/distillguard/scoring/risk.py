@@ -50,12 +50,14 @@ class RiskModel:
     target_fpr: share of benign accounts the operating threshold may flag.
     min_cluster: clusters smaller than this lend no evidence to their members.
     max_reasons: reasons listed per account (strongest first).
+    truncate_p: evidence whose benign tail probability is above this counts for nothing.
     """
 
     evidence: tuple[Evidence, ...]
     target_fpr: float = 0.0005
     min_cluster: int = 3
     max_reasons: int = 5
+    truncate_p: float = 0.01
     reference_: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     threshold_: float | None = None
     scale_: float = 1.0
@@ -97,6 +99,9 @@ class RiskModel:
             at_least = n - np.searchsorted(ref, np.nan_to_num(x, nan=-np.inf), side="left")
             p = (1.0 + at_least) / (n + 1.0)
             p[np.isnan(x)] = 1.0
+            # Truncated product (Zaykin et al. 2002): evidence weaker than truncate_p adds nothing, so
+            # many mildly unusual features (a busy, round-the-clock backend) do not add up to a flag.
+            p[p > self.truncate_p] = 1.0
             out[:, j] = -2.0 * np.log(p) * ev.weight
         return out
 
@@ -152,6 +157,7 @@ class RiskModel:
         self._check_fitted()
         data = {
             "target_fpr": self.target_fpr, "min_cluster": self.min_cluster, "threshold": self.threshold_,
+            "truncate_p": self.truncate_p,
             "scale": self.scale_, "n_benign": self.n_benign_,
             "evidence": [ev.__dict__ for ev in self.evidence],
             "reference": {k: _compress(v) for k, v in self.reference_.items()},
@@ -164,7 +170,7 @@ class RiskModel:
     def load(cls, path: Path) -> RiskModel:
         data = json.loads(Path(path).read_text())
         model = cls(tuple(Evidence(**e) for e in data["evidence"]), target_fpr=data["target_fpr"],
-                    min_cluster=data["min_cluster"])
+                    min_cluster=data["min_cluster"], truncate_p=data.get("truncate_p", 1.0))
         model.threshold_, model.scale_, model.n_benign_ = data["threshold"], data["scale"], data["n_benign"]
         model.reference_ = {k: _expand(v) for k, v in data["reference"].items()}
         return model
