@@ -141,6 +141,11 @@ def detect(
                      "benign-only simulation)."),
     ] = None,
     reports: Annotated[bool, typer.Option(help="Write Markdown/HTML/JSON campaign reports.")] = True,
+    sample: Annotated[
+        int | None,
+        typer.Option(help="Classify at most N prompts per account per day (hash-chosen, unbiased); for very "
+                     "large logs. Default: every prompt."),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
     """Score every account: content signals, behaviour features, linkage clusters, benign-calibrated risk.
@@ -156,7 +161,7 @@ def detect(
     when = as_of.replace(tzinfo=UTC) if as_of and as_of.tzinfo is None else as_of
     try:
         summary = run_detect(db, out, as_of=when, step=_parse_duration(step), model=model, reports=reports,
-                             progress=not json_out, console=err_console)
+                             progress=not json_out, console=err_console, signal_sample=sample)
     except (FileNotFoundError, ValueError) as e:
         err_console.print(f"[red]error:[/] {e}")
         raise typer.Exit(2) from e

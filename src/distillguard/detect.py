@@ -88,6 +88,7 @@ def detect(
     reports: bool = True,
     progress: bool = True,
     console: Console | None = None,
+    signal_sample: int | None = None,
 ) -> DetectSummary:
     """Run batch detection on the store and write ``detections`` (table and ``out/detections.jsonl``).
 
@@ -95,7 +96,9 @@ def detect(
     every ``step`` from the first exchange on, recording when each account was first flagged.
     ``model``: a calibrated :class:`RiskModel` (default: the one shipped with the package,
     calibrated on a benign-only simulation; calibrate on your own benign traffic with
-    ``distillguard calibrate``).
+    ``distillguard calibrate``). ``signal_sample``: compute content signals on at most this many
+    exchanges per account per day, chosen by a hash of request_id (shares stay unbiased; for logs
+    too large to classify every prompt).
     """
     from distillguard.content import build_signals
 
@@ -108,7 +111,7 @@ def detect(
         if first is None:
             raise ValueError(f"{db}: no exchanges in the store (run `distillguard ingest` first)")
         end = min(as_of, last) if as_of else last
-        _timed(summary, "signals", build_signals, engine, as_of=end)
+        _timed(summary, "signals", build_signals, engine, as_of=end, sample=signal_sample)
         moments = _steps(first, end, step) if step else []
         moments.append(end)
         first_flag: dict[str, datetime] = {}

@@ -4,11 +4,12 @@ A provider calibrates on traffic it trusts (vetted customers, or a period before
 
     distillguard calibrate --db reference.duckdb [--benign-accounts vetted.txt] --out calibration.json
 
-The calibration shipped with the package was built from a simulated reference whose seed is used
-for nothing else, taking only its benign accounts:
+The calibration shipped with the package was built from simulated references whose seeds are used
+for nothing else, taking only their benign accounts:
 
-    python -m distillguard.scoring.calibrate --scenario seed-2026 --scale 0.02 --seed 1001 \
-        --out src/distillguard/data/calibration.json
+    python -m distillguard.scoring.calibrate --out src/distillguard/data/calibration.json
+
+(references: ``DEFAULT_REFERENCES`` below, several simulated worlds with different persona mixes).
 """
 
 from __future__ import annotations
@@ -30,15 +31,8 @@ from distillguard.store import connect
 __all__ = ["calibrate", "calibrate_on_simulation"]
 
 
-def calibrate(
-    db: Path | str,
-    out: Path | str,
-    *,
-    benign_accounts: Iterable[str] | None = None,
-    evidence: tuple[Evidence, ...] = EVIDENCE,
-    target_fpr: float = 0.0005,
-) -> RiskModel:
-    """Fit a :class:`RiskModel` on the store's accounts (or only ``benign_accounts``) and save it."""
+def reference_tables(db: Path | str, benign_accounts: Iterable[str] | None = None) -> tuple[pa.Table, pa.Table]:
+    """Features and clusters of the store's accounts (or only ``benign_accounts``), as of its end."""
     from distillguard.content import build_signals
     from distillguard.detect import DetectSummary, run_stages
 
@@ -53,38 +47,72 @@ def calibrate(
         keep = pa.array(sorted(set(benign_accounts)), pa.string())
         features = features.filter(pc.is_in(features.column("account_id"), value_set=keep))
         clusters = clusters.filter(pc.is_in(clusters.column("account_id"), value_set=keep))
+    return features, clusters
+
+
+def fit_reference(
+    references: list[tuple[pa.Table, pa.Table]],
+    out: Path | str,
+    *,
+    evidence: tuple[Evidence, ...] = EVIDENCE,
+    target_fpr: float = 0.0005,
+) -> RiskModel:
+    """Fit and save a :class:`RiskModel` on one or more benign references (features, clusters)."""
+    features = pa.concat_tables([f for f, _ in references], promote_options="permissive")
+    clusters = pa.concat_tables([c for _, c in references], promote_options="permissive")
     model = RiskModel(evidence, target_fpr=target_fpr).fit(features, clusters)
     model.save(Path(out))
     return model
 
 
-def calibrate_on_simulation(scenario: str, scale: float, seed: int, out: Path | str) -> RiskModel:
-    """Simulate, ingest, and calibrate on the simulation's benign accounts only (truth.jsonl)."""
+def calibrate(
+    db: Path | str,
+    out: Path | str,
+    *,
+    benign_accounts: Iterable[str] | None = None,
+    evidence: tuple[Evidence, ...] = EVIDENCE,
+    target_fpr: float = 0.0005,
+) -> RiskModel:
+    """Fit a :class:`RiskModel` on the store's accounts (or only ``benign_accounts``) and save it."""
+    return fit_reference([reference_tables(db, benign_accounts)], out, evidence=evidence, target_fpr=target_fpr)
+
+
+def calibrate_on_simulation(specs: list[tuple[str, float, int]], out: Path | str) -> RiskModel:
+    """Simulate each (scenario, scale, seed), ingest it, and calibrate on the benign accounts of all
+    of them (truth.jsonl): several simulated worlds with different persona mixes make a broader
+    benign reference than one."""
     from distillguard.ingest import ingest
     from distillguard.simulate import simulate
 
+    references = []
     with tempfile.TemporaryDirectory() as d:
-        traffic = Path(d) / "traffic"
-        simulate(scenario, traffic, scale=scale, seed=seed, progress=False)
-        db = Path(d) / "reference.duckdb"
-        ingest(traffic, db, progress=False)
-        benign = []
-        with (traffic / "truth.jsonl").open() as f:
-            for line in f:
-                row = json.loads(line)
-                if row.get("kind") == "account" and str(row.get("label", "")).startswith("benign:"):
-                    benign.append(row["account_id"])
-        return calibrate(db, out, benign_accounts=benign)
+        for i, (scenario, scale, seed) in enumerate(specs):
+            traffic = Path(d) / f"traffic{i}"
+            simulate(scenario, traffic, scale=scale, seed=seed, progress=False)
+            db = Path(d) / f"reference{i}.duckdb"
+            ingest(traffic, db, progress=False)
+            benign = []
+            with (traffic / "truth.jsonl").open() as f:
+                for line in f:
+                    row = json.loads(line)
+                    if row.get("kind") == "account" and str(row.get("label", "")).startswith("benign:"):
+                        benign.append(row["account_id"])
+            references.append(reference_tables(db, benign))
+    return fit_reference(references, out)
+
+
+#: The references the shipped calibration is built from; these seeds are used for nothing else.
+DEFAULT_REFERENCES = "seed-2026:0.02:1001,three-labs:0.05:1002,adaptive:0.1:1003"
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scenario", default="seed-2026")
-    ap.add_argument("--scale", type=float, default=0.02)
-    ap.add_argument("--seed", type=int, default=1001)
+    ap.add_argument("--references", default=DEFAULT_REFERENCES,
+                    help="comma-separated scenario:scale:seed simulations whose benign accounts form the reference")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    model = calibrate_on_simulation(args.scenario, args.scale, args.seed, args.out)
+    specs = [(s.split(":")[0], float(s.split(":")[1]), int(s.split(":")[2])) for s in args.references.split(",")]
+    model = calibrate_on_simulation(specs, args.out)
     print(f"calibrated on {model.n_benign_:,} benign accounts; threshold {model.threshold_:.1f}; wrote {args.out}")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ class RiskModel:
     threshold_: float | None = None
     scale_: float = 1.0
     n_benign_: int = 0
+    _lists: dict[str, list[float]] | None = field(default=None, repr=False, compare=False)
 
     # -- fitting -------------------------------------------------------------------------------
     def fit(self, features: pa.Table, clusters: pa.Table | None = None) -> RiskModel:
@@ -74,6 +76,7 @@ class RiskModel:
         if self.n_benign_ == 0:
             raise ValueError("cannot calibrate on zero benign accounts")
         self.reference_ = {}
+        self._lists = None
         for ev in self.evidence:
             values = _column(features, ev.column)
             values = values[~np.isnan(values)]
@@ -88,22 +91,56 @@ class RiskModel:
     # -- scoring -------------------------------------------------------------------------------
     def tail_logp(self, features: pa.Table) -> np.ndarray:
         """−2·ln p per account and evidence (rows × evidence): p = share of benign at least as risky."""
+        values = np.column_stack([_column(features, ev.column) for ev in self.evidence]) if self.evidence \
+            else np.zeros((features.num_rows, 0))
+        return self.tail_logp_values(values)
+
+    def tail_logp_values(self, values: np.ndarray) -> np.ndarray:
+        """:meth:`tail_logp` on a (rows × evidence) float array of raw feature values (NaN: missing)."""
         if not self.reference_:
             self._check_fitted()
-        out = np.zeros((features.num_rows, len(self.evidence)))
+        out = np.zeros(values.shape)
         for j, ev in enumerate(self.evidence):
             ref = self.reference_[ev.code]
-            x = _column(features, ev.column)
+            x = values[:, j]
             x = x if ev.higher_is_riskier else -x
             n = len(ref)
             at_least = n - np.searchsorted(ref, np.nan_to_num(x, nan=-np.inf), side="left")
-            p = (1.0 + at_least) / (n + 1.0)
+            p = _tail_p(at_least, n)
             p[np.isnan(x)] = 1.0
             # Truncated product (Zaykin et al. 2002): evidence weaker than truncate_p adds nothing, so
             # many mildly unusual features (a busy, round-the-clock backend) do not add up to a flag.
             p[p > self.truncate_p] = 1.0
             out[:, j] = -2.0 * np.log(p) * ev.weight
         return out
+
+    def _own_risk_one(self, features: dict[str, Any]) -> float:
+        """:meth:`tail_logp_values` for one row, in scalar Python (a request path needs microseconds)."""
+        if self._lists is None:
+            self._lists = {k: v.tolist() for k, v in self.reference_.items()}
+        risk = 0.0
+        for ev in self.evidence:
+            v = features.get(ev.column)
+            if v is None or v != v:  # missing or NaN: no evidence
+                continue
+            x = float(v) if ev.higher_is_riskier else -float(v)
+            ref = self._lists[ev.code]
+            p = _tail_p(len(ref) - bisect_left(ref, x), len(ref))
+            if p <= self.truncate_p:
+                risk += -2.0 * math.log(p) * ev.weight
+        return risk
+
+    def risk_one(self, features: dict[str, Any], cluster_risk: float | None = None) -> tuple[float, float, bool]:
+        """One account, online: ``features`` maps feature column → value (missing: no evidence);
+        ``cluster_risk`` is its cluster's median own risk from the latest batch run, when the
+        cluster has at least ``min_cluster`` members. Returns (risk, score, flagged): the same
+        numbers :meth:`score` gives for that row."""
+        self._check_fitted()
+        risk = self._own_risk_one(features)
+        if cluster_risk is not None:
+            risk = max(risk, float(cluster_risk))
+        z = (risk - self.threshold_) / self.scale_
+        return risk, float(1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))), risk >= self.threshold_
 
     def _combined(self, features: pa.Table, clusters: pa.Table | None) -> np.ndarray:
         own = self.tail_logp(features).sum(axis=1)
@@ -173,7 +210,13 @@ class RiskModel:
                     min_cluster=data["min_cluster"], truncate_p=data.get("truncate_p", 1.0))
         model.threshold_, model.scale_, model.n_benign_ = data["threshold"], data["scale"], data["n_benign"]
         model.reference_ = {k: _expand(v) for k, v in data["reference"].items()}
+        model._lists = None
         return model
+
+
+def _tail_p(at_least: Any, n: int) -> Any:
+    """One-sided tail probability with the +1 correction (never 0: the account itself counts)."""
+    return (1.0 + at_least) / (n + 1.0)
 
 
 def _column(t: pa.Table, name: str) -> np.ndarray:
