@@ -32,6 +32,11 @@ def test_ingest_then_stats(logdir: Path, tmp_path: Path) -> None:
     assert (summary["rows_read"], summary["stored"], summary["quarantined"]) == (14, 13, 1)
     assert summary["unknown_account_exchanges"] == 4  # acct_3 and acct_4 are not in accounts
 
+    res = runner.invoke(app, ["ingest", str(logdir), "--db", str(tmp_path / "t.duckdb")])
+    assert res.exit_code == 0
+    unwrapped = "".join(res.output.split())  # rich wraps long paths at the console width
+    assert "exchanges.jsonl:11:notvalidJSON" in unwrapped  # the file, the row and why
+
     res = runner.invoke(app, ["stats", "--db", str(db), "--json"])
     assert res.exit_code == 0
     stats = json.loads(res.output)

@@ -81,6 +81,9 @@ def render_ingest_summary(summary) -> None:  # type: ignore[no-untyped-def]
     t.add_row("[bold]total", "", f"{summary.rows_read:,}", f"{summary.stored:,}", f"{summary.quarantined:,}",
               f"{summary.duplicates:,}", f"{summary.files_rejected} file(s) rejected" if summary.files_rejected else "")
     console.print(t)
+    examples = [e for s in summary.sources for e in s.examples]
+    for line in examples[:10]:
+        console.print(f"[yellow]quarantined[/] {line}", highlight=False)
     if summary.quarantined:
         console.print(f"{summary.quarantined:,} rows set aside: see `distillguard stats` or the quarantine table")
     if summary.unknown_account_exchanges:

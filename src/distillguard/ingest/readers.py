@@ -284,7 +284,8 @@ def _parse_line(number: int, line: bytes) -> RawRecord:
             line.decode("utf-8")
         except UnicodeDecodeError:
             return RawRecord(number, shown, None, (_field_with_bad_utf8(line), "invalid UTF-8"))
-        return RawRecord(number, shown, None, (None, f"not valid JSON: {e}"))
+        msg = str(e).split(": line 1 column")[0]  # the position is within this one line: drop it
+        return RawRecord(number, shown, None, (None, f"not valid JSON: {msg}"))
 
 
 def _field_with_bad_utf8(line: bytes) -> str | None:

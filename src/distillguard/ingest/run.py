@@ -45,6 +45,13 @@ class SourceSummary:
     quarantined: int = 0
     duplicates: int = 0
     error: str | None = None  # set when the file as a whole was unusable
+    examples: list[str] = field(default_factory=list)  # the first few quarantine messages
+
+    def note(self, rejected: list[Rejection], limit: int = 5) -> None:
+        """Keep the first ``limit`` quarantine messages as 'file:row: field: reason' lines."""
+        for r in sorted(rejected, key=lambda r: r.row or 0)[: max(0, limit - len(self.examples))]:
+            where = f"{self.source}:{r.row}" if r.row is not None else self.source
+            self.examples.append(f"{where}: {r.field + ': ' if r.field else ''}{r.reason}")
 
 
 @dataclass
@@ -159,11 +166,13 @@ def ingest_sources(
                     s.stored += stored
                     s.duplicates += dups
                     s.quarantined += len(rejected)
+                    s.note(rejected)
                     bar.update(task, rows=s.rows_read)
                     if on_batch:
                         on_batch(s)
             except SourceError as e:
                 s.error = e.reason
+                s.examples.append(f"{e.path}: {e.reason}")
                 write_batch(con, src.table, src.table.schema.empty_table(),
                             [Rejection(None, None, e.reason, e.raw)], str(e.path))
             bar.update(task, completed=bar.tasks[task].total or 0)

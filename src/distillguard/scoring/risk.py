@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from scipy.stats import binom
 
 __all__ = ["Evidence", "RiskModel"]
 
@@ -52,6 +53,10 @@ class RiskModel:
     min_cluster: clusters smaller than this lend no evidence to their members.
     max_reasons: reasons listed per account (strongest first).
     truncate_p: evidence whose benign tail probability is above this counts for nothing.
+    cluster_q, cluster_min_own: cluster evidence counts members beyond the benign ``1 − cluster_q``
+        quantile; a member inherits it only if it exceeds that quantile itself on at least
+        ``cluster_min_own`` evidence (a benign household that shares a proxy exit with a campaign
+        does not).
     """
 
     evidence: tuple[Evidence, ...]
@@ -59,6 +64,8 @@ class RiskModel:
     min_cluster: int = 3
     max_reasons: int = 5
     truncate_p: float = 0.01
+    cluster_q: float = 0.05
+    cluster_min_own: int = 3
     reference_: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     threshold_: float | None = None
     scale_: float = 1.0
@@ -91,15 +98,21 @@ class RiskModel:
     # -- scoring -------------------------------------------------------------------------------
     def tail_logp(self, features: pa.Table) -> np.ndarray:
         """−2·ln p per account and evidence (rows × evidence): p = share of benign at least as risky."""
-        values = np.column_stack([_column(features, ev.column) for ev in self.evidence]) if self.evidence \
-            else np.zeros((features.num_rows, 0))
-        return self.tail_logp_values(values)
+        return self.tail_logp_values(self._values(features))
 
     def tail_logp_values(self, values: np.ndarray) -> np.ndarray:
         """:meth:`tail_logp` on a (rows × evidence) float array of raw feature values (NaN: missing)."""
+        p = self.tail_p_values(values)
+        # Truncated product (Zaykin et al. 2002): evidence weaker than truncate_p adds nothing, so
+        # many mildly unusual features (a busy, round-the-clock backend) do not add up to a flag.
+        p[p > self.truncate_p] = 1.0
+        return -2.0 * np.log(p) * self._weights()
+
+    def tail_p_values(self, values: np.ndarray) -> np.ndarray:
+        """Benign tail probability of every value (rows × evidence); 1.0 where the value is missing."""
         if not self.reference_:
             self._check_fitted()
-        out = np.zeros(values.shape)
+        out = np.ones(values.shape)
         for j, ev in enumerate(self.evidence):
             ref = self.reference_[ev.code]
             x = values[:, j]
@@ -108,11 +121,16 @@ class RiskModel:
             at_least = n - np.searchsorted(ref, np.nan_to_num(x, nan=-np.inf), side="left")
             p = _tail_p(at_least, n)
             p[np.isnan(x)] = 1.0
-            # Truncated product (Zaykin et al. 2002): evidence weaker than truncate_p adds nothing, so
-            # many mildly unusual features (a busy, round-the-clock backend) do not add up to a flag.
-            p[p > self.truncate_p] = 1.0
-            out[:, j] = -2.0 * np.log(p) * ev.weight
+            out[:, j] = p
         return out
+
+    def _weights(self) -> np.ndarray:
+        return np.array([ev.weight for ev in self.evidence], dtype=float)
+
+    def _values(self, features: pa.Table) -> np.ndarray:
+        if not self.evidence:
+            return np.zeros((features.num_rows, 0))
+        return np.column_stack([_column(features, ev.column) for ev in self.evidence])
 
     def _own_risk_one(self, features: dict[str, Any]) -> float:
         """:meth:`tail_logp_values` for one row, in scalar Python (a request path needs microseconds)."""
@@ -143,35 +161,67 @@ class RiskModel:
         return risk, float(1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))), risk >= self.threshold_
 
     def _combined(self, features: pa.Table, clusters: pa.Table | None) -> np.ndarray:
-        own = self.tail_logp(features).sum(axis=1)
-        return _with_cluster(own, features, clusters, self.min_cluster)[0]
+        return self._assess(features, clusters)["total"]
+
+    def _assess(self, features: pa.Table, clusters: pa.Table | None) -> dict[str, Any]:
+        """Own evidence, then the two kinds of cluster evidence, for every row."""
+        values = self._values(features)
+        p = self.tail_p_values(values)
+        parts = np.where(p <= self.truncate_p, -2.0 * np.log(p), 0.0) * self._weights()
+        own = parts.sum(axis=1)
+        groups = _cluster_groups(features, clusters, self.min_cluster)
+        median = np.zeros(len(own))
+        joint = np.zeros(len(own))
+        joint_why: list[str | None] = [None] * len(own)
+        exceed = p <= self.cluster_q
+        gate = exceed.sum(axis=1) >= self.cluster_min_own
+        for cid, idx in groups.members.items():
+            median[idx] = np.median(own[idx])
+            stat, why = self._joint_evidence(cid, exceed[idx])
+            for i in idx:
+                if gate[i]:
+                    joint[i], joint_why[i] = stat, why
+        total = np.maximum(own, np.maximum(median, joint))
+        return {"parts": parts, "own": own, "median": median, "joint": joint, "joint_why": joint_why,
+                "total": total, "cluster_id": groups.ids, "cluster_size": groups.sizes}
+
+    def _joint_evidence(self, cluster_id: str, exceed: np.ndarray) -> tuple[float, str]:
+        """How unlikely it is that benign accounts would exceed the benign ``1 − cluster_q`` quantile
+        this often together: per evidence, a binomial tail over the cluster's members (truncated like
+        own evidence), combined with Fisher's method. A hydra network whose members each stay under
+        the radar still stands out as a group."""
+        n = exceed.shape[0]
+        k = exceed.sum(axis=0)
+        tail = binom.sf(k - 1, n, self.cluster_q)
+        tail = np.where(tail <= self.truncate_p, tail, 1.0)
+        contrib = -2.0 * np.log(np.maximum(tail, 1e-300)) * self._weights()
+        top = np.argsort(-contrib)[:3]
+        said = ", ".join(f"{self.evidence[j].code} {k[j]}/{n} (p={tail[j]:.1g})" for j in top if contrib[j] > 0)
+        why = (f"CLUSTER_EVIDENCE: in {cluster_id} ({n} accounts) many members exceed the benign "
+               f"{1 - self.cluster_q:.0%} quantile together: {said}")
+        return float(contrib.sum()), why
 
     def score(self, features: pa.Table, clusters: pa.Table | None = None) -> dict[str, Any]:
         """Scores, flags and reasons for every row of ``features`` (plain arrays, aligned)."""
         self._check_fitted()
-        parts = self.tail_logp(features)
-        own = parts.sum(axis=1)
-        total, cluster_ids, cluster_med, cluster_sizes = _with_cluster(own, features, clusters, self.min_cluster)
+        a = self._assess(features, clusters)
+        total = a["total"]
         z = (total - self.threshold_) / self.scale_
         score = 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
         flagged = total >= self.threshold_
-        reasons = [self._reasons(i, parts[i], features, own[i], total[i], cluster_ids[i], cluster_med[i],
-                                 cluster_sizes[i], bool(flagged[i])) for i in range(features.num_rows)]
+        reasons = [self._reasons(i, features, a, bool(flagged[i])) for i in range(features.num_rows)]
         return {"account_id": features.column("account_id").to_pylist(), "score": score,
-                "flagged": flagged, "cluster_id": cluster_ids, "reasons": reasons, "risk": total}
+                "flagged": flagged, "cluster_id": a["cluster_id"], "reasons": reasons, "risk": total,
+                "cluster_risk": np.maximum(a["median"], a["joint"])}
 
-    def _reasons(self, i: int, parts: np.ndarray, features: pa.Table, own: float, total: float,
-                 cluster_id: str | None, cluster_med: float, cluster_size: int, flagged: bool) -> list[str]:
-        """Strongest evidence first. A flagged account lists whatever pushed it over (anything rarer
-        than half of benign accounts); an unflagged one only evidence rarer than 1% of them."""
-        order = np.argsort(-parts)
+    def _reasons(self, i: int, features: pa.Table, a: dict[str, Any], flagged: bool) -> list[str]:
+        """Strongest evidence first: the account's own (rarer than 1% of benign accounts), then, when
+        its cluster lifted it, why."""
+        parts = a["parts"][i]
         out = []
-        floor = 0.5 if flagged else 0.01
-        for j in order:
-            if len(out) == self.max_reasons:
+        for j in np.argsort(-parts):
+            if len(out) == self.max_reasons or parts[j] <= 0:
                 break
-            if parts[j] <= -2.0 * math.log(floor) * self.evidence[j].weight:
-                continue
             ev = self.evidence[j]
             value = features.column(ev.column)[i].as_py()
             ref = self.reference_[ev.code]
@@ -179,9 +229,13 @@ class RiskModel:
             ref99 = ref99 if ev.higher_is_riskier else -ref99
             p = math.exp(-parts[j] / (2.0 * ev.weight))
             out.append(f"{ev.code}: " + ev.message.format(value=value, ref=ref99) + f" (benign tail p={p:.1g})")
-        if cluster_id is not None and total > own:
-            out.insert(0, f"CLUSTER_RISK: member of {cluster_id} ({cluster_size} accounts) whose median risk "
-                          f"{cluster_med:.0f} exceeds its own {own:.0f} (threshold {self.threshold_:.0f})")
+        own, total = a["own"][i], a["total"][i]
+        cid, size = a["cluster_id"][i], a["cluster_size"][i]
+        if total > own and a["joint"][i] >= a["median"][i] and a["joint_why"][i]:
+            out.insert(0, a["joint_why"][i])
+        elif total > own:
+            out.insert(0, f"CLUSTER_RISK: member of {cid} ({size} accounts) whose median risk "
+                          f"{a['median'][i]:.0f} exceeds its own {own:.0f} (threshold {self.threshold_:.0f})")
         return out
 
     def _check_fitted(self) -> None:
@@ -194,7 +248,7 @@ class RiskModel:
         self._check_fitted()
         data = {
             "target_fpr": self.target_fpr, "min_cluster": self.min_cluster, "threshold": self.threshold_,
-            "truncate_p": self.truncate_p,
+            "truncate_p": self.truncate_p, "cluster_q": self.cluster_q, "cluster_min_own": self.cluster_min_own,
             "scale": self.scale_, "n_benign": self.n_benign_,
             "evidence": [ev.__dict__ for ev in self.evidence],
             "reference": {k: _compress(v) for k, v in self.reference_.items()},
@@ -207,7 +261,8 @@ class RiskModel:
     def load(cls, path: Path) -> RiskModel:
         data = json.loads(Path(path).read_text())
         model = cls(tuple(Evidence(**e) for e in data["evidence"]), target_fpr=data["target_fpr"],
-                    min_cluster=data["min_cluster"], truncate_p=data.get("truncate_p", 1.0))
+                    min_cluster=data["min_cluster"], truncate_p=data.get("truncate_p", 1.0),
+                    cluster_q=data.get("cluster_q", 0.05), cluster_min_own=data.get("cluster_min_own", 3))
         model.threshold_, model.scale_, model.n_benign_ = data["threshold"], data["scale"], data["n_benign"]
         model.reference_ = {k: _expand(v) for k, v in data["reference"].items()}
         model._lists = None
@@ -228,31 +283,29 @@ def _column(t: pa.Table, name: str) -> np.ndarray:
     return col.to_numpy(zero_copy_only=False).astype(float)
 
 
-def _with_cluster(own: np.ndarray, features: pa.Table, clusters: pa.Table | None, min_cluster: int):
-    """Total risk = max(own, median own risk of the account's cluster) for clusters ≥ min_cluster."""
-    n = len(own)
+@dataclass
+class _Groups:
+    ids: list[str | None]
+    sizes: np.ndarray
+    members: dict[str, list[int]]  # clusters of at least min_cluster accounts -> row indices
+
+
+def _cluster_groups(features: pa.Table, clusters: pa.Table | None, min_cluster: int) -> _Groups:
+    n = features.num_rows
     ids: list[str | None] = [None] * n
-    med = np.zeros(n)
     sizes = np.ones(n, dtype=int)
+    members: dict[str, list[int]] = {}
     if clusters is None or clusters.num_rows == 0:
-        return own.copy(), ids, med, sizes
+        return _Groups(ids, sizes, members)
     lookup = {a: (c, s) for a, c, s in zip(clusters.column("account_id").to_pylist(),
                                              clusters.column("cluster_id").to_pylist(),
                                              clusters.column("cluster_size").to_pylist(), strict=True)}
-    accounts = features.column("account_id").to_pylist()
-    members: dict[str, list[int]] = {}
-    for i, a in enumerate(accounts):
+    for i, a in enumerate(features.column("account_id").to_pylist()):
         c, s = lookup.get(a, (None, 1))
         ids[i], sizes[i] = c, s or 1
-        if c is not None:
+        if c is not None and (s or 1) >= min_cluster:
             members.setdefault(c, []).append(i)
-    total = own.copy()
-    for idx in members.values():
-        m = float(np.median(own[idx]))
-        med[idx] = m
-        if sizes[idx[0]] >= min_cluster:
-            total[idx] = np.maximum(own[idx], m)
-    return total, ids, med, sizes
+    return _Groups(ids, sizes, members)
 
 
 def _compress(sorted_values: np.ndarray, k: int = 2001) -> dict[str, Any]:
