@@ -11,6 +11,7 @@ import queue
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,9 +30,11 @@ from distillguard.store import DEFAULT_DB, connect
 
 __all__ = ["IngestSummary", "SourceSummary", "ingest", "ingest_sources"]
 
-#: Rows per batch (and per transaction): two DuckDB row groups. Writing whole row groups is about
-#: twice as fast as 100k-row batches (measured on 300k exchanges of ~1 KB).
-BATCH_ROWS = 245_760
+#: Rows per batch (and per transaction): one DuckDB row group. Whole row groups write faster than
+#: 100k-row batches (measured on 300k exchanges of ~1 KB).
+BATCH_ROWS = 122_880
+#: Batches written at once, each on its own cursor and in its own transaction.
+WRITERS = 2
 
 
 @dataclass
@@ -152,29 +155,55 @@ def ingest_sources(
         disable=not progress,
         transient=False,
     )
-    with bar:
+    lock = threading.Lock()
+    local = threading.local()
+
+    def cursor() -> duckdb.DuckDBPyConnection:
+        if not hasattr(local, "cur"):
+            local.cur = con.cursor()
+            local.cur.execute("SET TimeZone = 'UTC'")
+        return local.cur
+
+    def write(src: Source, s: SourceSummary, task: int, rows_read: int, good: pa.Table,
+              rejected: list[Rejection], done: Callable[[], None]) -> None:
+        try:
+            stored, dups = write_batch(cursor(), src.table, good, rejected, str(src.path))
+        finally:
+            done()  # the batch is written (or failed): the reader may start another
+        with lock:
+            s.rows_read += rows_read
+            s.stored += stored
+            s.duplicates += dups
+            s.quarantined += len(rejected)
+            s.note(rejected)
+            bar.update(task, rows=s.rows_read)
+            if on_batch:
+                on_batch(s)
+
+    # Two writers, each with its own cursor and transactions: DuckDB appends from two connections
+    # in parallel (measured 1.8x one writer on 1M exchanges), and each batch stays atomic.
+    with bar, ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="ingest-write") as pool:
         for src in sources:
             s = SourceSummary(str(src.path), src.table.name)
             summary.sources.append(s)
             task = bar.add_task(f"{src.table.name} ← {src.path.name}", total=src.size_hint() or None, rows=0)
+            pending: list[Future] = []
             try:
                 checked = _checked_chunks(src, batch_rows, lambda n, task=task: bar.advance(task, n))
-                for rows_read, good, rejected in checked:
-                    stored, dups = write_batch(con, src.table, good, rejected, str(src.path))
-                    del good  # free the batch before the reader starts the next one
-                    s.rows_read += rows_read
-                    s.stored += stored
-                    s.duplicates += dups
-                    s.quarantined += len(rejected)
-                    s.note(rejected)
-                    bar.update(task, rows=s.rows_read)
-                    if on_batch:
-                        on_batch(s)
+                for rows_read, good, rejected, done in checked:
+                    pending.append(pool.submit(write, src, s, task, rows_read, good, rejected, done))
+                    del good
+                    for f in [f for f in pending if f.done()]:
+                        f.result()  # surface a writer's error now
+                        pending.remove(f)
             except SourceError as e:
                 s.error = e.reason
                 s.examples.append(f"{e.path}: {e.reason}")
                 write_batch(con, src.table, src.table.schema.empty_table(),
                             [Rejection(None, None, e.reason, e.raw)], str(e.path))
+            finally:
+                for f in pending:
+                    f.result()
             bar.update(task, completed=bar.tasks[task].total or 0)
     if any(s.table == "exchanges" and s.stored for s in summary.sources):
         _remove_late_duplicates(con, summary)
@@ -192,15 +221,15 @@ def ingest_sources(
 
 def _checked_chunks(
     src: Source, batch_rows: int, progress: Callable[[int], None]
-) -> Iterator[tuple[int, pa.Table, list[Rejection]]]:
-    """Read and check the next batches in a background thread while the store writes this one.
+) -> Iterator[tuple[int, pa.Table, list[Rejection], Callable[[], None]]]:
+    """Read and check the next batches in a background thread while the writers store earlier ones.
 
-    Parsing (Arrow), checking (Arrow compute) and writing (DuckDB) all release the GIL, so on two
-    cores the reader and the writer overlap. Memory: at most two batches exist at once, the one
-    being written and the one read ahead (the reader may start a batch only when a slot is free).
+    Parsing (Arrow), checking (Arrow compute) and writing (DuckDB) all release the GIL, so they
+    overlap. Memory: at most ``WRITERS + 1`` batches exist at once (the reader starts a batch only
+    when a slot is free; each yielded batch comes with ``done``, which frees its slot once written).
     """
     q: queue.Queue = queue.Queue()
-    slots = threading.Semaphore(2)
+    slots = threading.Semaphore(WRITERS + 1)
     stop = threading.Event()
 
     def produce() -> None:
@@ -228,9 +257,8 @@ def _checked_chunks(
                 return
             if isinstance(item, BaseException):
                 raise item
-            yield item
+            yield (*item, slots.release)
             del item
-            slots.release()  # the batch is written: the reader may start another
     finally:
         stop.set()
         worker.join()
