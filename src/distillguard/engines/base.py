@@ -58,5 +58,9 @@ class Engine(Protocol):
         """Stream ``sql``'s result through ``fn`` batch by batch (like Spark's ``mapInArrow``) and
         replace table ``into`` (typed by ``schema``) with the output, atomically; return rows written."""
 
+    def has_table(self, name: str) -> bool:
+        """Whether a table (or view) of that name exists, so a stage can degrade when an optional
+        input (e.g. ``signals``) is absent."""
+
     def register(self, name: str, table: pa.Table) -> None:
         """Make an Arrow table visible to SQL under ``name`` (for small inputs like lookup tables)."""

@@ -32,6 +32,12 @@ class DuckDBEngine:
     def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
         return self.con.sql(sql, params=params or None).to_arrow_table()
 
+    def has_table(self, name: str) -> bool:
+        rows = self.con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
+        ).fetchall()
+        return rows[0][0] > 0
+
     def register(self, name: str, table: pa.Table) -> None:
         self.con.register(name, table)
 

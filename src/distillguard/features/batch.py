@@ -133,13 +133,6 @@ FEATURES_SQL = portable_sql("features.account_features", features_sql(True))
 FEATURES_NOSIG_SQL = portable_sql("features.account_features_nosignals", features_sql(False))
 
 
-def _has_table(engine: Engine, name: str) -> bool:
-    t = engine.query(
-        "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = ?", [name]
-    )
-    return t.column("n")[0].as_py() > 0
-
-
 def _ts_literal(us: int) -> str:
     return (_EPOCH + timedelta(microseconds=us)).isoformat(sep=" ")
 
@@ -155,7 +148,7 @@ def build_features(engine: Engine, *, as_of: datetime | str | None = None) -> in
     as_of_us = to_us(as_of)
     params: dict[str, Any] = {"as_of": _ts_literal(as_of_us), "as_of_hb": as_of_us // HOUR_US}
     engine.create_table_as("feature_model_context", MODEL_CONTEXT_SQL.format(**params))
-    with_signals = _has_table(engine, "signals")
+    with_signals = engine.has_table("signals")
     engine.create_table_as("feature_shared_fps", (SHARED_FPS_SQL if with_signals else EMPTY_SHARED_FPS_SQL).format(**params))
     start = engine.query("SELECT min(first_us) AS s FROM feature_model_context").column("s")[0].as_py()
     params["log_start_us"] = start if start is not None else 0

@@ -115,12 +115,7 @@ def build_clusters(engine: Engine, *, as_of: datetime | str | None = None, rebui
     ``params`` go to :class:`LinkageClusterer`; with ``rebuild_edges`` (or no ``edges`` table yet),
     :func:`build_edges` runs first with ``as_of`` and ``edge_params``. Returns the rows written.
     """
-    try:
-        engine.query("SELECT * FROM edges LIMIT 0")
-        have = True
-    except Exception:
-        have = False
-    if rebuild_edges or not have:
+    if rebuild_edges or not engine.has_table("edges"):
         build_edges(engine, as_of=as_of, **(edge_params or {}))
     edges = engine.query("SELECT src, dst, kind, weight FROM edges")
     c = LinkageClusterer(**params).fit(edges)

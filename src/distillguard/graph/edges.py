@@ -96,14 +96,6 @@ def format_params(as_of: datetime | str | None = None, **overrides: Any) -> dict
     return p
 
 
-def _has_table(engine: Engine, name: str) -> bool:
-    try:
-        engine.query(f"SELECT * FROM {name} LIMIT 0")
-    except Exception:
-        return False
-    return True
-
-
 def build_edges(engine: Engine, *, as_of: datetime | str | None = None,
                 rules: dict[str, KindRule] | None = None, **params: Any) -> int:
     """Write table ``edges`` (src < dst, kind, weight, evidence) and return its row count.
@@ -135,7 +127,7 @@ def build_edges(engine: Engine, *, as_of: datetime | str | None = None,
         engine.create_table_as("_g_acc_block", _sql.ACC_BLOCK.format(**p), temp=True)
         engine.create_table_as("_g_acc_dom", _sql.ACC_DOM.format(**p), temp=True)
         engine.create_table_as("_g_acc_bucket", _sql.ACC_BUCKET.format(**p), temp=True)
-        if _has_table(engine, "signals"):
+        if engine.has_table("signals"):
             engine.create_table_as("_g_acc_template", _sql.ACC_TEMPLATE.format(**p), temp=True)
             p["template_union"] = _sql.TEMPLATE_UNION
         engine.create_table_as("_g_attr", _sql.ATTR.format(**p), temp=True)

@@ -76,14 +76,6 @@ JSON_COLUMNS = frozenset(f.name for f in CAMPAIGNS.fields if f.doc.startswith("J
 _TEMPS = ("_report_members", "_report_x", "_report_facets", "_report_other_pairs")
 
 
-def _has_table(engine: Engine, name: str) -> bool:
-    try:
-        engine.query(f"SELECT * FROM {name} LIMIT 0")
-    except Exception:
-        return False
-    return True
-
-
 def _plain(v: Any) -> Any:
     if isinstance(v, Decimal):  # engines differ in the type of SUM(); the report wants plain numbers
         return int(v) if v == v.to_integral_value() else float(v)
@@ -112,13 +104,13 @@ def build_campaigns(
     Reads ``detections``, ``accounts``, ``exchanges`` and, when present, ``clusters`` and ``signals``
     (without them, cluster ids come from ``detections`` and content columns stay empty).
     """
-    if not _has_table(engine, "detections"):
+    if not engine.has_table("detections"):
         raise RuntimeError("build_campaigns needs table 'detections' (run the scoring stage first)")
     clusters, signals = "clusters", "signals"
-    if not _has_table(engine, "clusters"):
+    if not engine.has_table("clusters"):
         clusters = "_report_empty_clusters"
         engine.register(clusters, CLUSTERS.schema.empty_table())
-    if not _has_table(engine, "signals"):
+    if not engine.has_table("signals"):
         signals = "_report_empty_signals"
         engine.register(signals, SIGNALS.schema.empty_table())
     fmt = {

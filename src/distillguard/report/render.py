@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from distillguard.engines import Engine
 from distillguard.report import _sql
-from distillguard.report.build import _has_table, read_campaigns
+from distillguard.report.build import read_campaigns
 from distillguard.report.plots import capability_png, data_uri, timeline_png
 
 __all__ = ["CAPABILITY_LABELS", "SAMPLE_CHARS", "summary_sentence", "write_reports"]
@@ -96,7 +96,7 @@ def _skeleton(text: str) -> str:
 
 
 def _sample(engine: Engine, c: dict[str, Any]) -> dict[str, str] | None:
-    if not c["top_templates"] or not _has_table(engine, "signals"):
+    if not c["top_templates"] or not engine.has_table("signals"):
         return None
     engine.register("_report_sample_members", pa.table({"account_id": pa.array(c["members"], pa.string())}))
     for t in c["top_templates"]:  # templates first, then preambles, most used first
