@@ -26,11 +26,12 @@ from distillguard.scoring.risk import RiskModel
 from distillguard.simulate import simulate
 
 
-def run(scenario: str, scale: float, seed: int, out: Path, step_h: float, model: RiskModel | None) -> dict:
-    base = out / f"{scenario}-{scale}-{seed}"
+def run(scenario: str, scale: float, seed: int, out: Path, step_h: float, model: RiskModel | None,
+        corpus: Path | None = None) -> dict:
+    base = out / f"{scenario}-{scale}-{seed}{'-corpus' if corpus else ''}"
     traffic, db = base / "traffic", base / "store.duckdb"
     if not (traffic / "truth.jsonl").exists():
-        simulate(scenario, traffic, scale=scale, seed=seed, progress=False)
+        simulate(scenario, traffic, scale=scale, seed=seed, corpus=corpus, progress=False)
     if not db.exists():
         ingest(traffic, db, progress=False)
     t0 = time.perf_counter()
@@ -52,6 +53,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="2")
     ap.add_argument("--step-hours", type=float, default=6.0, help="0: score once, at the end")
     ap.add_argument("--calibration", type=Path, default=None)
+    ap.add_argument("--corpus", type=Path, default=None, help="real prompt files (format of shared/corpora)")
     ap.add_argument("--out", type=Path, default=Path("bench-out/eval"))
     args = ap.parse_args()
     model = RiskModel.load(args.calibration) if args.calibration else None
@@ -63,7 +65,7 @@ def main() -> None:
         t.add_column(c)
     for scenario in args.scenarios.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
-            d = run(scenario, args.scale, seed, args.out, args.step_hours, model)
+            d = run(scenario, args.scale, seed, args.out, args.step_hours, model, args.corpus)
             acc = d["threshold"]
             worst = max((p for p in d["personas"] if p["hard_negative"]), key=lambda p: p["fpr"] or 0)
             firsts = [c["timing"].get("first_flag_s") for c in d["campaigns"]]
