@@ -19,7 +19,7 @@ class DuckDBEngine:
     >>> import duckdb
     >>> e = DuckDBEngine(duckdb.connect())
     >>> e.create_table_as("t", "SELECT range AS x FROM range(3)")
-    >>> e.query("SELECT sum(x) AS s FROM t").to_pylist()
+    >>> e.query("SELECT CAST(sum(x) AS BIGINT) AS s FROM t").to_pylist()
     [{'s': 3}]
     """
 
