@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,15 @@ def write_jsonl(path: Path, rows: list[Any]) -> Path:
                 line = json.dumps(r).encode()
             f.write(line + b"\n")
     return path
+
+
+def close(a: Any, b: Any) -> bool:
+    """Equal for None, bools and strings; within 1e-9 for numbers (batch vs online features)."""
+    if a is None or b is None:
+        return a is b
+    if isinstance(a, bool | str) or isinstance(b, bool | str):
+        return a == b
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
 
 
 def query(db: Path, sql: str) -> list[tuple]:

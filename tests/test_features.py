@@ -10,6 +10,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from conftest import close
 from distillguard.contract import ACCOUNTS, EXCHANGES, SIGNALS
 from distillguard.engines import DuckDBEngine, registered_sql, to_spark_sql
 from distillguard.features import FEATURES, build_features, feature_columns
@@ -199,13 +200,6 @@ def _stream(n: int = 3000, seed: int = 7) -> tuple[list, list, list]:
     return accounts, ex, sig
 
 
-def _close(a, b) -> bool:
-    if a is None or b is None:
-        return a is b
-    if isinstance(a, bool | str) or isinstance(b, bool | str):
-        return a == b
-    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
-
 
 def _online(accounts, ex, sig, context=None, until=None) -> OnlineFeatures:
     o = OnlineFeatures(context=context, accounts={a["account_id"]: a for a in accounts})
@@ -234,9 +228,9 @@ def test_batch_equals_online(cut):
     for acct, row in batch.items():
         f, r = frozen.features_one(acct), running.features_one(acct)
         for col in [*feature_columns(), "tier", "verified"]:
-            assert _close(row[col], f[col]), (acct, col, row[col], f[col])
+            assert close(row[col], f[col]), (acct, col, row[col], f[col])
             if col not in ctx_cols:  # running context: everything but ceiling / shared-fp columns agrees
-                assert _close(row[col], r[col]), (acct, col, row[col], r[col])
+                assert close(row[col], r[col]), (acct, col, row[col], r[col])
             checked += 1
     assert checked > 2000
 

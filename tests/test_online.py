@@ -13,6 +13,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from conftest import close
 from distillguard.contract import ACCOUNTS, ACTIONS, EXCHANGES, SIGNALS
 from distillguard.engines import DuckDBEngine
 from distillguard.features import build_features
@@ -67,13 +68,6 @@ def _engine(accounts: list[dict], exchanges: list[dict], signals: list[dict]) ->
     return e
 
 
-def _close(a, b) -> bool:
-    if a is None or b is None:
-        return a is b
-    if isinstance(a, bool | str) or isinstance(b, bool | str):
-        return a == b
-    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
-
 
 def _stream(n: int = 1500, seed: int = 3) -> tuple[list, list, list]:
     rng = random.Random(seed)
@@ -114,8 +108,8 @@ def test_online_features_and_risk_equal_batch():
         fast = s.evidence_features(acct, last_us)
         full = s.features.features_one(acct, last_us)
         for c in cols:
-            assert _close(rows[acct][c], fast[c]), (acct, c, rows[acct][c], fast[c])
-            assert _close(fast[c], full[c])
+            assert close(rows[acct][c], fast[c]), (acct, c, rows[acct][c], fast[c])
+            assert close(fast[c], full[c])
         assert math.isclose(model.risk_one(fast)[0], risk_batch[acct], rel_tol=1e-9, abs_tol=1e-9)
 
 

@@ -52,6 +52,16 @@ def type_name(value: Any) -> str:
     )
 
 
+def check_object(path: Path, line: int, row: Any, required: tuple[str, ...]) -> dict[str, Any]:
+    """The row as a dict holding every ``required`` key, or an error naming file, line and field."""
+    if not isinstance(row, dict):
+        raise EvaluationInputError(path, f"expected a JSON object, got {type_name(row)}", line=line)
+    for name in required:
+        if name not in row:
+            raise EvaluationInputError(path, "missing (required)", line=line, field=name)
+    return row
+
+
 def check_str(path: Path, line: int, field: str, value: Any, *, nullable: bool = False) -> str | None:
     """A non-empty string (or null when ``nullable``)."""
     if value is None and nullable:

@@ -20,7 +20,7 @@ import duckdb
 import pyarrow as pa
 
 from distillguard.contract import ACTIONS
-from distillguard.evaluate._io import check_score, check_str, iter_json_lines, type_name
+from distillguard.evaluate._io import check_object, check_score, check_str, iter_json_lines
 from distillguard.evaluate.errors import EvaluationInputError
 from distillguard.evaluate.truth import Truth
 
@@ -118,11 +118,7 @@ _JSON_OK = f"""coalesce(
 
 def _check_decision(path: Path, line: int, row: Any) -> str:
     """Python twin of ``_JSON_OK``: raise naming the field, else return the request_id."""
-    if not isinstance(row, dict):
-        raise EvaluationInputError(path, f"expected a JSON object, got {type_name(row)}", line=line)
-    for name in ("request_id", "action", "score"):
-        if name not in row:
-            raise EvaluationInputError(path, "missing (required)", line=line, field=name)
+    row = check_object(path, line, row, ("request_id", "action", "score"))
     request_id = check_str(path, line, "request_id", row["request_id"]) or ""
     if row["action"] not in ACTIONS:
         raise EvaluationInputError(

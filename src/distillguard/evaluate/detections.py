@@ -11,7 +11,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from distillguard.evaluate._io import check_bool, check_score, check_str, iter_json_lines, parse_ts, type_name
+from distillguard.evaluate._io import (
+    check_bool,
+    check_object,
+    check_score,
+    check_str,
+    iter_json_lines,
+    parse_ts,
+    type_name,
+)
 from distillguard.evaluate.errors import EvaluationInputError
 
 __all__ = ["Detection", "load_detections"]
@@ -45,11 +53,7 @@ def load_detections(path: Path) -> dict[str, Detection]:
 
 
 def _detection(path: Path, line: int, row: Any) -> Detection:
-    if not isinstance(row, dict):
-        raise EvaluationInputError(path, f"expected a JSON object, got {type_name(row)}", line=line)
-    for name in ("account_id", "score", "flagged"):
-        if name not in row:
-            raise EvaluationInputError(path, "missing (required)", line=line, field=name)
+    row = check_object(path, line, row, ("account_id", "score", "flagged"))
     reasons = row.get("reasons")
     if reasons is not None and (
         not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons)
