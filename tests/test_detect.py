@@ -79,3 +79,12 @@ def test_as_of_uses_only_the_past(smoke: dict, tmp_path: Path) -> None:
         assert created[r["account_id"]] <= cut  # accounts signed up later are not scored yet
         if r["first_flagged_at"]:
             assert datetime.fromisoformat(r["first_flagged_at"].replace("Z", "+00:00")) <= cut
+
+
+def test_detect_sql_transpiles_to_spark() -> None:
+    from distillguard.engines import registered_sql, to_spark_sql
+
+    stmts = {k: v for k, v in registered_sql().items() if k.startswith("detect.")}
+    assert stmts
+    for sql in stmts.values():
+        assert "EXCEPT" in to_spark_sql(sql).upper()  # DuckDB's EXCLUDE becomes Spark's EXCEPT

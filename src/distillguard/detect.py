@@ -20,12 +20,23 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from distillguard.contract import DETECTIONS
-from distillguard.engines import DuckDBEngine, Engine
+from distillguard.engines import DuckDBEngine, Engine, portable_sql
 from distillguard.scoring.defaults import default_model
 from distillguard.scoring.risk import RiskModel
 from distillguard.store import DEFAULT_DB, connect
 
-__all__ = ["DetectSummary", "detect", "run_stages", "score_accounts"]
+__all__ = ["DetectSummary", "detect", "run_stages"]
+
+# Every account known by then is scored, with or without traffic: an account created in a hydra wave
+# that shares a card with a flagged cluster is flagged before it sends a request.
+SCORED_ACCOUNTS = portable_sql(
+    "detect.scored_accounts",
+    "SELECT a.account_id AS account_id, f.* EXCLUDE (account_id) FROM accounts a "
+    "LEFT JOIN account_features f ON f.account_id = a.account_id "
+    "WHERE a.created_at <= (SELECT max(as_of) FROM account_features) "
+    "UNION ALL SELECT f.* FROM account_features f "
+    "WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.account_id = f.account_id) ORDER BY account_id",
+)
 
 
 @dataclass
@@ -60,22 +71,9 @@ def run_stages(engine: Engine, as_of: datetime | None, summary: DetectSummary) -
     _timed(summary, "features", build_features, engine, as_of=as_of)
     _timed(summary, "edges", build_edges, engine, as_of=as_of)
     _timed(summary, "clusters", build_clusters, engine)
-    # Every account known by then is scored, with or without traffic: an account created in a hydra
-    # wave that shares a card with a flagged cluster is flagged before it sends a request.
-    features = engine.query(
-        "SELECT a.account_id AS account_id, f.* EXCLUDE (account_id) FROM accounts a "
-        "LEFT JOIN account_features f ON f.account_id = a.account_id "
-        "WHERE a.created_at <= (SELECT max(as_of) FROM account_features) "
-        "UNION ALL SELECT f.* FROM account_features f "
-        "WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.account_id = f.account_id) ORDER BY account_id"
-    )
+    features = engine.query(SCORED_ACCOUNTS)
     clusters = engine.query("SELECT account_id, cluster_id, cluster_size FROM clusters")
     return features, clusters
-
-
-def score_accounts(model: RiskModel, features: pa.Table, clusters: pa.Table) -> dict[str, Any]:
-    """Score every account that has features (accounts with no traffic have nothing to score)."""
-    return model.score(features, clusters)
 
 
 def detect(
@@ -121,7 +119,7 @@ def detect(
             task = bar.add_task("steps", total=len(moments))
             for t in moments:
                 features, clusters = run_stages(engine, t, summary)
-                scored = _timed(summary, "score", score_accounts, model, features, clusters)
+                scored = _timed(summary, "score", model.score, features, clusters)
                 for a, f in zip(scored["account_id"], scored["flagged"], strict=True):
                     if f and a not in first_flag:
                         first_flag[a] = t

@@ -17,58 +17,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from distillguard.contract import CLUSTERS, SIGNALS, TIMESTAMP, Field, Table
+from distillguard.contract import CAMPAIGNS, CLUSTERS, SIGNALS
 from distillguard.engines import Engine
 from distillguard.report import _sql
 
 __all__ = ["CAMPAIGNS", "JSON_COLUMNS", "build_campaigns", "read_campaigns"]
-
-_J = pa.string()  # JSON text
-
-CAMPAIGNS = Table(
-    "campaigns",
-    (
-        Field("campaign_id", pa.string(), True, None, "cluster_id, or 'solo_<account_id>' for a single account"),
-        Field("kind", pa.string(), True, None, "'cluster' or 'single'"),
-        Field("cluster_id", pa.string(), False, None, "the cluster (null for an unclustered account)"),
-        Field("n_accounts", pa.int64(), True, None, "accounts in the campaign (all cluster members)"),
-        Field("n_flagged", pa.int64(), True, None, "of them flagged; the rest of the columns cover these"),
-        Field("n_exchanges", pa.int64(), True, None, "exchanges sent by the flagged members"),
-        Field("first_ts", TIMESTAMP, False, None, "first exchange"),
-        Field("last_ts", TIMESTAMP, False, None, "last exchange"),
-        Field("first_flagged_at", TIMESTAMP, False, None, "earliest first_flagged_at of a member"),
-        Field("mean_score", pa.float64(), False, None, "mean risk score of flagged members"),
-        Field("max_score", pa.float64(), False, None, "highest risk score"),
-        Field("capability_mix", _J, True, None, "JSON {capability: share of classified exchanges}, largest first"),
-        Field("cot_share", pa.float64(), False, None, "share of classified exchanges with cot_score >= threshold"),
-        Field("cot_mean", pa.float64(), False, None, "mean cot_score"),
-        Field("n_templates", pa.int64(), True, None, "distinct prompt-skeleton fingerprints"),
-        Field("n_preambles", pa.int64(), True, None, "distinct system-preamble fingerprints"),
-        Field("top_templates", _J, True, None, "JSON [{kind, fp, exchanges, accounts}] (fingerprints only)"),
-        Field("n_blocks", pa.int64(), True, None, "distinct client /24 (IPv6 /48) blocks"),
-        Field("n_asns", pa.int64(), True, None, "distinct client ASNs"),
-        Field("blocks_other_accounts", pa.int64(), True, None, "non-flagged accounts using any of the blocks"),
-        Field("asns_other_accounts", pa.int64(), True, None, "non-flagged accounts using any of the ASNs"),
-        Field("blocks", _J, True, None, "JSON [{value, exchanges, accounts, other_accounts}] top blocks"),
-        Field("asns", _J, True, None, "JSON [{value, exchanges, accounts, other_accounts}] top ASNs"),
-        Field("n_payments", pa.int64(), True, None, "distinct payment fingerprints"),
-        Field("payments", _J, True, None, "JSON [{value, accounts, other_accounts}]"),
-        Field("n_user_agents", pa.int64(), True, None, "distinct user agents"),
-        Field("user_agents", _J, True, None, "JSON [{value, exchanges, accounts}]"),
-        Field("email_domains", _J, True, None, "JSON [{value, accounts, other_accounts}]"),
-        Field("n_waves", pa.int64(), True, None, "sign-up waves (runs of sign-ups without a quiet gap)"),
-        Field("waves", _J, True, None, "JSON [{wave, accounts, first_at, last_at}]"),
-        Field("signups", _J, True, None, "JSON [{day, accounts}] accounts created per UTC day"),
-        Field("models", _J, True, None, "JSON [{value, exchanges, accounts}]"),
-        Field("newest_model", pa.string(), False, None, "model that appeared last in the whole log"),
-        Field("newest_model_share", pa.float64(), False, None, "share of exchanges on it"),
-        Field("newest_model_share_after", pa.float64(), False, None, "share on it once it existed (pivot)"),
-        Field("top_reasons", _J, True, None, "JSON [{phrase, accounts, example}] most frequent reasons"),
-        Field("daily", _J, True, None, "JSON [{day, exchanges, new_accounts, flagged, created}]"),
-        Field("members", _J, True, None, "JSON [account_id] flagged members, sorted"),
-    ),
-    key="campaign_id",
-)
 
 #: Columns of ``campaigns`` that hold JSON text.
 JSON_COLUMNS = frozenset(f.name for f in CAMPAIGNS.fields if f.doc.startswith("JSON"))
