@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow lint bench clean sysdeps
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,7 +15,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m distillguard.demo
 
-test: $(STAMP)
+# Real servers the tests start on loopback (nginx for auth_request, redis-server for shared state).
+sysdeps:
+	@command -v nginx >/dev/null && command -v redis-server >/dev/null || \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get install -y -q nginx-light redis-server >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q nginx-light redis-server >/dev/null; }; \
+	  else echo "tests that need nginx or redis-server will skip: apt-get install nginx-light redis-server"; fi
+
+test: $(STAMP) sysdeps
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q -m "not slow"
 
