@@ -25,7 +25,7 @@ sysdeps:
 
 test: $(STAMP) sysdeps
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not litellm"
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
