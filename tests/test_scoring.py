@@ -98,3 +98,65 @@ def test_unfitted_model_says_so() -> None:
         RiskModel(EVIDENCE).score(benign(3))
     with pytest.raises(ValueError, match="zero benign"):
         RiskModel(EVIDENCE).fit(benign(0))
+
+
+# -- evidence groups, the behaviour cap, the cluster null ----------------------------------------------
+def test_simes_of_copies_is_the_single_p_and_valid_under_dependence() -> None:
+    from distillguard.scoring.risk import simes
+
+    p = np.array([[0.01, 0.01, 0.01], [0.2, 0.001, 0.5]])
+    assert simes(p)[0] == pytest.approx(0.01)  # one trait seen three times counts once
+    assert simes(p)[1] == pytest.approx(0.003)  # 3 * 0.001 / 1
+    # under the null with perfectly correlated evidence Simes is exact at alpha; Fisher is not
+    u = np.random.default_rng(0).random(20_000)
+    same = np.column_stack([u, u, u])
+    assert abs((simes(same) <= 0.05).mean() - 0.05) < 0.005
+    fisher = -2 * np.log(same).sum(axis=1)
+    assert (fisher >= 12.59).mean() > 0.1  # chi2(6) 95% point: Fisher over-rejects more than twofold
+
+
+def test_a_group_counts_its_trait_once() -> None:
+    ev = (Evidence("A", "a", ""), Evidence("B", "b", ""))
+    grouped = (Evidence("A", "a", "", group="g"), Evidence("B", "b", "", group="g"))
+    rng = np.random.default_rng(3)
+    x = rng.random(2000)
+    ref = pa.table({"account_id": [f"r{i}" for i in range(2000)], "a": x, "b": x})
+    q = pa.table({"account_id": ["q"], "a": [0.9999], "b": [0.9999]})  # extreme on one trait, twice
+    alone = RiskModel(ev, truncate_p=1.0).fit(ref).own_risk(q)[0]
+    together = RiskModel(grouped, truncate_p=1.0).fit(ref).own_risk(q)[0]
+    assert together == pytest.approx(alone / 2)
+
+
+def test_behaviour_alone_cannot_cross_the_cap_but_adds_to_content() -> None:
+    ev = (Evidence("COT", "cot", ""), Evidence("VOL", "vol", "", behaviour=True),
+          Evidence("NIGHT", "night", "", behaviour=True))
+    rng = np.random.default_rng(4)
+    n = 5000
+    ref = pa.table({"account_id": [f"r{i}" for i in range(n)], "cot": rng.beta(1, 20, n),
+                    "vol": rng.lognormal(3, 1, n), "night": rng.random(n)})
+    m = RiskModel(ev, behaviour_cap=13.8).fit(ref)
+    q = pa.table({"account_id": ["backend", "distiller"], "cot": [0.0, 0.99], "vol": [1e6, 1e6],
+                  "night": [1.0, 1.0]})
+    own = m.own_risk(q)
+    assert own[0] == pytest.approx(13.8)  # two extreme behaviours, capped
+    assert own[1] > own[0] + 10  # the same behaviour on top of content evidence
+    assert m.risk_one({"cot": 0.0, "vol": 1e6, "night": 1.0})[0] == pytest.approx(own[0])  # scalar path agrees
+    uncapped = RiskModel(ev, behaviour_cap=None).fit(ref).own_risk(q)[0]
+    assert uncapped > 20
+
+
+def test_joint_cluster_evidence_ignores_overdispersed_benign_clusters() -> None:
+    ev = (Evidence("A", "a", ""), Evidence("B", "b", ""), Evidence("C", "c", ""))
+    rng = np.random.default_rng(5)
+    n = 4000
+    ref = pa.table({"account_id": [f"r{i}" for i in range(n)], **{k: rng.random(n) for k in "abc"}})
+    m = RiskModel(ev, cluster_null=0.2).fit(ref)
+    # a 300-member campus cluster where 9% exceed the benign 95th percentile (not 5%): no joint evidence
+    campus = np.zeros((300, 3), dtype=bool)
+    campus[:27] = True
+    assert m._joint_evidence("campus", campus)[0] == 0.0
+    assert RiskModel(ev, cluster_null=0.05).fit(ref)._joint_evidence("campus", campus)[0] > 0.0
+    # a 20-account hydra where 16 exceed: strong joint evidence
+    hydra = np.zeros((20, 3), dtype=bool)
+    hydra[:16] = True
+    assert m._joint_evidence("hydra", hydra)[0] > m.threshold_

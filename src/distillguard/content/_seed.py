@@ -85,6 +85,23 @@ _OSQ2 = ["Count how many times the user admin logged in.", "Tell me how many uni
 _DBQ = ["which employee has the highest salary", "how many orders were placed in March", "the average score of "
         "players from team B", "what is the name of the school with the most students"]
 
+# What an agent loop sends back to the model: tool / function outputs and observations. They carry no task
+# words of their own, so without them a classifier files these turns under whatever class their tokens
+# happen to resemble (a heavy agent user then looks like a grader farm).
+_TOOL_OUT = ["Tool result ({tname}): {obs}", "Observation: {obs}", "Function {tname} returned: {obs}",
+             "<tool_result name=\"{tname}\">{obs}</tool_result>", "[{tname} output]\n{obs}", "Output of {tname}:\n{obs}",
+             "{{\"tool\": \"{tname}\", \"status\": \"{status}\", \"result\": \"{obs}\"}}",
+             "Result from the {tname} call: {obs}", "tool_call_id call_{num}: {obs}", "$ {cmd}\n{obs}"]
+_TOOL_NAMES = ["bash", "python", "search", "web_search", "read_file", "write_file", "http", "sql", "browser",
+               "calculator", "get_weather", "git", "kubectl", "grep", "list_dir", "run_tests"]
+_TOOL_OBS = ["exit code 0", "exit code 1\nerror: file not found", "3 files changed, 41 insertions(+), 7 deletions(-)",
+             "200 OK, 512 bytes, content-type application/json", "404 Not Found", "no matches", "12 results found",
+             "tests passed: 48, failed: 2", "ok", "permission denied", "connection timed out after 30s",
+             "{{\"temp_c\": 14, \"conditions\": \"cloudy\"}}", "rows returned: 17", "src/ main.py utils.py README.md",
+             "Traceback (most recent call last): KeyError: 'id'", "wrote 2048 bytes to out.txt", "pod/web-7f9 Running",
+             "commit 3fa2c1e pushed to origin/main", "result = 42", "page title: Return policy - 30 days"]
+_TOOL_CMDS = ["ls -la", "pytest -q", "git status", "cat config.yaml", "curl -s localhost:8080/health", "make build"]
+
 _PLAN = ["Create a {n}-week plan to {pgoal}.", "Draft a project roadmap with milestones to {pgoal}.",
          "Help me plan {pgoal} over the next {n} months, with phases, dependencies and risks.",
          "Break down the following long-term goal into milestones and weekly tasks: {pgoal}.",
@@ -174,6 +191,30 @@ _OTHER = ["Translate the following sentence into {lang2}: {sent}", "Summarise th
           "Correct the grammar: {sent}", "Classify the sentiment of this review: {sent}", "Extract all the dates from: {sent}",
           "Convert this text to title case: {sent}", "Give three synonyms for the word '{word}'.",
           "Define '{word}'.", "Paraphrase: {sent}", "Detect the language of: {sent}"]
+# Everyday production work (support desks, content pipelines, data clean-up): rewriting, scoring and
+# summarising, but of customers' text, not of model answers, and with no political brief. Without these
+# the only classes that mention "rewrite", "score" or "reply" are the grader and censorship ones.
+_BIZ = ["Write a short, polite response to this {who} message: {msg}", "Reply to the {who} below in a warm tone and "
+        "offer next steps.\n\n{msg}", "Condense this {doc} into {k} bullet points for the team:\n{msg}",
+        "Give a one-line summary of this {doc}: {msg}", "Label this {who} message as billing, technical, account or "
+        "other: {msg}", "Rate the sentiment of this {who} feedback from 1 (angry) to 5 (delighted): {msg}",
+        "Is the following {who} message urgent? Answer yes or no. {msg}", "Pull the order number and the product out of "
+        "this message as JSON: {msg}", "Turn this note into a professional e-mail to a {who}: {msg}",
+        "Make this {doc} friendlier and shorter: {msg}", "Proofread the following {doc} and return the corrected text: {msg}",
+        "Translate this {who} message into {lang2} for our support agents: {msg}", "Tag this {doc} with up to three topics: "
+        "{msg}", "Score this lead from 0 to 100 on how likely they are to buy, based on their message: {msg}",
+        "Spam or not spam? {msg}", "Suggest a subject line for this e-mail: {msg}", "Write alt text for a product photo "
+        "described as: {msg}", "Normalise this address into street, city and postcode fields: {msg}",
+        "Classify the intent of this chat message (cancel, upgrade, question, complaint): {msg}",
+        "Summarise this meeting transcript and list the action items: {msg}"]
+_BIZ_WHO = ["customer", "client", "user", "guest", "patient", "supplier", "tenant"]
+_BIZ_DOC = ["ticket", "review", "e-mail", "product description", "newsletter", "meeting note", "chat log", "memo"]
+_BIZ_MSG = ["my parcel arrived damaged and I want a replacement", "I cannot log in since the last update",
+            "you billed me twice this month", "when will the blue model be back in stock?", "great service, thanks Ana!",
+            "the heating in flat 4 is broken again", "please cancel my subscription", "order 5531: wrong size delivered",
+            "can we move Tuesday's call to 3pm?", "the invoice total does not match the quote",
+            "Q3 numbers are up 4%, hiring freeze continues, offsite moved to May", "FREE gift card!!! claim now"]
+
 _SENT = ["the meeting was moved to Thursday because the client was late", "I absolutely loved the service, will come again",
          "she dont like going their on weekends", "The product broke after two days.", "We signed the contract on 3 May 2021."]
 _WORDS = ["ephemeral", "robust", "serendipity", "pragmatic"]
@@ -211,6 +252,8 @@ def capability_examples(n_per_class: int = 400, seed: int = 7) -> tuple[list[str
                                     "compress the logs folder"], "web": ["find the return policy", "add the cheapest headphones to the cart"],
                                     "book": ["a table for two at 7pm", "a hotel room in Rome"], "info": ["weather", "time", "exchange rate"],
                                     "city": _CITY}, n_per_class, rng))
+    add("agentic", _expand(_TOOL_OUT, {"tname": _TOOL_NAMES, "obs": _TOOL_OBS, "status": ["ok", "error"], "num": num,
+                                       "cmd": _TOOL_CMDS}, n_per_class // 2, rng))
     add("planning", _expand(_PLAN, {"n": num, "pgoal": _PGOALS, "pgoal2": _PGOALS2, "city": _CITY}, n_per_class, rng))
     add("math_reasoning", _expand(_MATH, {"a": num, "b": num, "c": num, "d": num, "name": _NAMES, "item": _ITEMS,
                                           "bool1": ["True", "False"], "bool2": ["True", "False"],
@@ -222,6 +265,8 @@ def capability_examples(n_per_class: int = 400, seed: int = 7) -> tuple[list[str
                                 "harm": _HARM, "food": _FOOD, "etiq": _ETIQ, "city": _CITY, "city2": ["France", "Peru", "Kenya"]},
                         n_per_class, rng))
     add("other", _expand(_OTHER, {"lang2": ["French", "German", "Japanese"], "sent": _SENT, "word": _WORDS}, n_per_class // 2, rng))
+    add("other", _expand(_BIZ, {"who": _BIZ_WHO, "doc": _BIZ_DOC, "msg": _BIZ_MSG, "k": num[:4],
+                                "lang2": ["Spanish", "Portuguese", "Italian", "Dutch"]}, n_per_class, rng))
     return texts, labels
 
 

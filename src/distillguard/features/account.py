@@ -26,12 +26,13 @@ from distillguard.features.spec import (
     Mean,
     Min,
     Share,
+    ShareLowerBound,
     TopShare,
     days,
     hours,
 )
 
-__all__ = ["ATTRIBUTES", "FEATURES", "INPUTS", "PREPARED", "SHARED_MIN_OTHERS", "TARGET_CAPABILITIES"]
+__all__ = ["ATTRIBUTES", "FEATURES", "INPUTS", "PREPARED", "SHARED_MIN_OTHERS", "TARGET_CAPABILITIES", "ip_block"]
 
 #: Fields of the prepared exchange (besides the exchange and signals fields):
 PREPARED = {
@@ -61,7 +62,13 @@ def _nn(*vals: Any) -> bool:
     return all(v is not None for v in vals)
 
 
-def _ip_block(ip: str | None) -> str | None:
+def ip_block(ip: str | None) -> str | None:
+    """The network block an address belongs to, as the ``ip_block`` feature and the online hydra rule
+    read it: IPv4 /24 (``"198.51.100"``), IPv6 /48 (first three groups); None for None.
+
+    >>> ip_block("198.51.100.7"), ip_block("2001:db8:1::5"), ip_block(None)
+    ('198.51.100', '2001:db8:1', None)
+    """
     if ip is None:
         return None
     if ":" in ip:  # IPv6 /48
@@ -69,6 +76,9 @@ def _ip_block(ip: str | None) -> str | None:
         return m.group(1) if m else ""
     dot = ip.rfind(".")
     return ip[:dot] if dot >= 0 else ip  # IPv4 /24
+
+
+_ip_block = ip_block  # the old private name, kept for callers outside the package
 
 
 def _single_turn(r: dict) -> int:
@@ -147,7 +157,7 @@ IP_BLOCK = Input(
     "ip_block",
     "CASE WHEN strpos(client_ip, ':') > 0 THEN regexp_extract(client_ip, '^([^:]*:[^:]*:[^:]*)', 1) "
     "ELSE left(client_ip, length(client_ip) - strpos(reverse(client_ip), '.')) END",
-    lambda r: _ip_block(r["client_ip"]),
+    lambda r: ip_block(r["client_ip"]),
     "IPv4 /24 or IPv6 /48",
 )
 USER_AGENT = Input("user_agent", "user_agent", lambda r: r["user_agent"], "client user agent")
@@ -193,8 +203,10 @@ FEATURES: list[Feature] = [
     Feature(CAPABILITY, TopShare(CAPABILITIES), W),
     Feature(TARGET, Share(), W),
     Feature(GRADER_REWRITE, Share(), W),
+    Feature(GRADER_REWRITE, ShareLowerBound(), W),
     Feature(COT, Mean(), W),
     Feature(COT_ELICIT, Share(), W),
+    Feature(COT_ELICIT, ShareLowerBound(), W),
     Feature(SHARED_TEMPLATE, Share(), W),
     Feature(SHARED_PREAMBLE, Share(), W),
     Feature(TEMPLATE, DistinctRatio(), W),

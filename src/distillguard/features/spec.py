@@ -45,6 +45,7 @@ __all__ = [
     "Min",
     "Op",
     "Share",
+    "ShareLowerBound",
     "Sum",
     "TopShare",
     "Window",
@@ -193,6 +194,33 @@ class Share(Mean):
 
     def sql_partials(self, x: str) -> list[str]:
         return [f"avg(CAST({x} AS DOUBLE))"]
+
+
+class ShareLowerBound(Share):
+    """One-sided 99% Wilson lower bound of a share: how large the share is *at least*, given how
+    many values it rests on. 5 of 5 gives 0.48, 80 of 90 gives 0.78: a handful of requests cannot
+    look as extreme as a sustained habit, so the benign tail stops being set by tiny accounts."""
+
+    name = "share_lb"
+    z = 2.326  # one-sided 99%
+
+    def finalize(self, state: list) -> float | None:
+        n = state[0]
+        if not n:
+            return None
+        p, z2 = state[1] / n, self.z * self.z
+        rad = max(0.0, p * (1.0 - p) / n + z2 / (4.0 * n * n))
+        return (p + z2 / (2.0 * n) - self.z * math.sqrt(rad)) / (1.0 + z2 / n)
+
+    def sql_partials(self, x: str) -> list[str]:
+        return [f"count({x})", f"CAST(sum(CAST({x} AS DOUBLE)) AS DOUBLE)"]
+
+    def sql_finalize(self, cols: list[str]) -> str:
+        n, s, z = f"CAST({cols[0]} AS DOUBLE)", cols[1], repr(self.z)
+        p, z2 = f"({s} / {n})", f"({z} * {z})"
+        rad = f"greatest(0.0, {p} * (1.0 - {p}) / {n} + {z2} / (4.0 * {n} * {n}))"
+        return (f"CASE WHEN {cols[0]} > 0 THEN ({p} + {z2} / (2.0 * {n}) - {z} * sqrt({rad})) "
+                f"/ (1.0 + {z2} / {n}) END")
 
 
 class Max(Op):

@@ -25,7 +25,17 @@ import numpy as np
 import pyarrow as pa
 from scipy.stats import binom
 
-__all__ = ["Evidence", "RiskModel"]
+__all__ = ["Evidence", "RiskModel", "simes"]
+
+
+def simes(p: np.ndarray) -> np.ndarray:
+    """Simes' combination of each row's p-values: ``min_j m·p_(j) / j``. Valid (never more often
+    below alpha than alpha) for independent and positively dependent evidence, unlike Fisher's
+    product, which counts the same underlying trait once per correlated feature."""
+    m = p.shape[1]
+    if m == 1:
+        return p[:, 0].copy()
+    return np.minimum(1.0, (np.sort(p, axis=1) * m / np.arange(1, m + 1)).min(axis=1))
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,11 @@ class Evidence:
     """One feature column read as evidence, with the direction that is risky and how to say it.
 
     ``message`` is formatted with ``value`` (the account's) and ``ref`` (benign 99th percentile).
+    ``group``: evidence that moves together in benign traffic (a power user is at the max-tokens
+    ceiling, thinks and sends volume, all at once) shares a group and counts once, combined with
+    Simes' test, which stays valid under such positive dependence; ``None`` is a group of its own.
+    ``behaviour``: evidence about how much and when an account works rather than what it asks
+    for. Every big paying customer has some; together it adds at most ``RiskModel.behaviour_cap``.
     """
 
     code: str
@@ -40,6 +55,8 @@ class Evidence:
     message: str
     higher_is_riskier: bool = True
     weight: float = 1.0
+    group: str | None = None
+    behaviour: bool = False
 
 
 @dataclass
@@ -54,9 +71,18 @@ class RiskModel:
     max_reasons: reasons listed per account (strongest first).
     truncate_p: evidence whose benign tail probability is above this counts for nothing.
     cluster_q, cluster_min_own: cluster evidence counts members beyond the benign ``1 − cluster_q``
-        quantile; a member inherits it only if it exceeds that quantile itself on at least
-        ``cluster_min_own`` evidence (a benign household that shares a proxy exit with a campaign
-        does not).
+        quantile; a member inherits it only if it exceeds that quantile itself in at least
+        ``cluster_min_own`` evidence groups (a benign household that shares a proxy exit with a
+        campaign does not).
+    cluster_null: the share of a benign cluster's members taken to exceed that quantile under the
+        null. Not ``cluster_q``: a real benign cluster (a campus behind one NAT, a company on one
+        card) is not a random draw from all benign accounts, and with hundreds of members a
+        binomial test at ``cluster_q`` flags its slightest over-dispersion. A hydra network
+        exceeds at far higher rates.
+    behaviour_cap: the most that behaviour evidence (volume, timing, max-tokens, ...) adds to an
+        account's own risk, in risk units (13.8 = one benign tail of 1e-3). Kept below the
+        threshold, so volume and machine timing can strengthen a case built on what an account
+        asks for, but never flag a reseller or a production backend on their own. None: no cap.
     """
 
     evidence: tuple[Evidence, ...]
@@ -66,11 +92,16 @@ class RiskModel:
     truncate_p: float = 0.01
     cluster_q: float = 0.05
     cluster_min_own: int = 3
+    cluster_null: float = 0.2
+    behaviour_cap: float | None = 13.8
     reference_: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     threshold_: float | None = None
     scale_: float = 1.0
     n_benign_: int = 0
     _lists: dict[str, list[float]] | None = field(default=None, repr=False, compare=False)
+    _plan: list[tuple[str, float, list[float], float, float]] | None = field(default=None, repr=False,
+                                                                               compare=False)
+    _groups: list[tuple[list[int], float, bool]] = field(default_factory=list, repr=False, compare=False)
 
     # -- fitting -------------------------------------------------------------------------------
     def fit(self, features: pa.Table, clusters: pa.Table | None = None) -> RiskModel:
@@ -84,6 +115,7 @@ class RiskModel:
             raise ValueError("cannot calibrate on zero benign accounts")
         self.reference_ = {}
         self._lists = None
+        self._plan = None
         for ev in self.evidence:
             values = _column(features, ev.column)
             values = values[~np.isnan(values)]
@@ -107,6 +139,40 @@ class RiskModel:
         # many mildly unusual features (a busy, round-the-clock backend) do not add up to a flag.
         p[p > self.truncate_p] = 1.0
         return -2.0 * np.log(p) * self._weights()
+
+    def groups(self) -> list[tuple[list[int], float, bool]]:
+        """Evidence indices of each group (first-appearance order), the group's weight (its largest)
+        and whether it is behaviour evidence (its first member's kind)."""
+        order: dict[str, list[int]] = {}
+        for j, ev in enumerate(self.evidence):
+            order.setdefault(ev.group or f"\0{ev.code}", []).append(j)
+        return [(idx, max(self.evidence[j].weight for j in idx), self.evidence[idx[0]].behaviour)
+                for idx in order.values()]
+
+    def own_risk_from_p(self, p: np.ndarray) -> np.ndarray:
+        """An account's own risk from its tail probabilities (rows × evidence): per group, Simes'
+        combination, truncated at ``truncate_p``; across groups, Fisher's −2·Σ ln p, weighted, with
+        behaviour groups adding at most ``behaviour_cap``."""
+        content = np.zeros(p.shape[0])
+        behaviour = np.zeros(p.shape[0])
+        for idx, w, is_behaviour in self.groups():
+            pg = simes(p[:, idx])
+            part = np.where(pg <= self.truncate_p, -2.0 * np.log(np.maximum(pg, 1e-300)), 0.0) * w
+            if is_behaviour:
+                behaviour += part
+            else:
+                content += part
+        if self.behaviour_cap is not None:
+            behaviour = np.minimum(behaviour, self.behaviour_cap)
+        return content + behaviour
+
+    def groups_exceeded(self, exceed: np.ndarray) -> np.ndarray:
+        """Per row, the number of evidence groups with at least one member flagged in ``exceed``."""
+        return sum(exceed[:, idx].any(axis=1).astype(int) for idx, _, _ in self.groups())
+
+    def own_risk(self, features: pa.Table) -> np.ndarray:
+        """Own risk of every row of ``features`` (no cluster evidence)."""
+        return self.own_risk_from_p(self.tail_p_values(self._values(features)))
 
     def tail_p_values(self, values: np.ndarray) -> np.ndarray:
         """Benign tail probability of every value (rows × evidence); 1.0 where the value is missing."""
@@ -132,21 +198,71 @@ class RiskModel:
             return np.zeros((features.num_rows, 0))
         return np.column_stack([_column(features, ev.column) for ev in self.evidence])
 
-    def _own_risk_one(self, features: dict[str, Any]) -> float:
-        """:meth:`tail_logp_values` for one row, in scalar Python (a request path needs microseconds)."""
+    def _ref_lists(self) -> dict[str, list[float]]:
         if self._lists is None:
             self._lists = {k: v.tolist() for k, v in self.reference_.items()}
-        risk = 0.0
+        return self._lists
+
+    def own_risk_one(self, features: dict[str, Any]) -> float:
+        """:meth:`tail_logp_values` summed for one row, in scalar Python (a request path needs
+        microseconds, numpy's per-call overhead is more than the whole computation): the account's
+        own risk before cluster evidence. ``features`` maps column -> value; missing/NaN: no evidence."""
+        plan = self._plan
+        if plan is None or self._lists is None:
+            lists = self._ref_lists()
+            plan = self._plan = [(ev.column, 1.0 if ev.higher_is_riskier else -1.0, lists[ev.code],
+                                  len(lists[ev.code]) + 1.0, ev.weight) for ev in self.evidence]
+            self._groups = self.groups()
+        trunc = self.truncate_p
+        log = math.log
+        ps = []
+        for col, sign, ref, n1, _ in plan:
+            v = features.get(col)
+            if v is None or v != v:  # missing or NaN: no evidence
+                ps.append(1.0)
+                continue
+            ps.append((n1 - bisect_left(ref, sign * float(v))) / n1)  # _tail_p: (1 + at_least) / (n + 1)
+        content = behaviour = 0.0
+        for idx, w, is_behaviour in self._groups:  # Simes within a group, as own_risk_from_p
+            if len(idx) == 1:
+                p = ps[idx[0]]
+            else:
+                m = len(idx)
+                p = min(1.0, min(q * m / r for r, q in enumerate(sorted([ps[j] for j in idx]), 1)))
+            if p <= trunc:
+                if is_behaviour:
+                    behaviour += -2.0 * log(max(p, 1e-300)) * w
+                else:
+                    content += -2.0 * log(max(p, 1e-300)) * w
+        cap = self.behaviour_cap
+        return content + (behaviour if cap is None or behaviour < cap else cap)
+
+    _own_risk_one = own_risk_one  # old private name
+
+    def evidence_one(self, features: dict[str, Any]) -> list[tuple[Evidence, Any, float]]:
+        """``(evidence, value, p)`` for every evidence present in one row (p: benign tail probability
+        as in :meth:`tail_p_values`, before truncation); what a per-request reason is built from."""
+        lists = self._ref_lists()
+        out = []
         for ev in self.evidence:
             v = features.get(ev.column)
-            if v is None or v != v:  # missing or NaN: no evidence
+            if v is None or v != v:
                 continue
             x = float(v) if ev.higher_is_riskier else -float(v)
-            ref = self._lists[ev.code]
-            p = _tail_p(len(ref) - bisect_left(ref, x), len(ref))
-            if p <= self.truncate_p:
-                risk += -2.0 * math.log(p) * ev.weight
-        return risk
+            ref = lists[ev.code]
+            out.append((ev, v, _tail_p(len(ref) - bisect_left(ref, x), len(ref))))
+        return out
+
+    def reference_value(self, code: str, q: float) -> float:
+        """The benign reference at quantile ``q`` of the risky direction (nearest rank, no
+        interpolation), in the feature's own sign: ``q=0.99`` is the benign p99 of a higher-is-riskier
+        feature and the benign p1 of a lower-is-riskier one. NaN when the reference is empty."""
+        ref = self._ref_lists()[code]
+        if not ref:
+            return float("nan")
+        r = ref[min(len(ref) - 1, int(q * (len(ref) - 1)))]
+        ev = next(e for e in self.evidence if e.code == code)
+        return r if ev.higher_is_riskier else -r
 
     def risk_one(self, features: dict[str, Any], cluster_risk: float | None = None) -> tuple[float, float, bool]:
         """One account, online: ``features`` maps feature column → value (missing: no evidence);
@@ -154,7 +270,7 @@ class RiskModel:
         cluster has at least ``min_cluster`` members. Returns (risk, score, flagged): the same
         numbers :meth:`score` gives for that row."""
         self._check_fitted()
-        risk = self._own_risk_one(features)
+        risk = self.own_risk_one(features)
         if cluster_risk is not None:
             risk = max(risk, float(cluster_risk))
         z = (risk - self.threshold_) / self.scale_
@@ -168,13 +284,13 @@ class RiskModel:
         values = self._values(features)
         p = self.tail_p_values(values)
         parts = np.where(p <= self.truncate_p, -2.0 * np.log(p), 0.0) * self._weights()
-        own = parts.sum(axis=1)
+        own = self.own_risk_from_p(p)
         groups = _cluster_groups(features, clusters, self.min_cluster)
         median = np.zeros(len(own))
         joint = np.zeros(len(own))
         joint_why: list[str | None] = [None] * len(own)
         exceed = p <= self.cluster_q
-        gate = exceed.sum(axis=1) >= self.cluster_min_own
+        gate = self.groups_exceeded(exceed) >= self.cluster_min_own
         for cid, idx in groups.members.items():
             median[idx] = np.median(own[idx])
             stat, why = self._joint_evidence(cid, exceed[idx])
@@ -192,14 +308,15 @@ class RiskModel:
         the radar still stands out as a group."""
         n = exceed.shape[0]
         k = exceed.sum(axis=0)
-        tail = binom.sf(k - 1, n, self.cluster_q)
-        tail = np.where(tail <= self.truncate_p, tail, 1.0)
-        contrib = -2.0 * np.log(np.maximum(tail, 1e-300)) * self._weights()
+        tail = binom.sf(k - 1, n, max(self.cluster_null, self.cluster_q))
+        stat = float(self.own_risk_from_p(tail[None, :])[0])  # grouped like own evidence
+        shown = np.where(tail <= self.truncate_p, tail, 1.0)
+        contrib = -2.0 * np.log(np.maximum(shown, 1e-300)) * self._weights()
         top = np.argsort(-contrib)[:3]
         said = ", ".join(f"{self.evidence[j].code} {k[j]}/{n} (p={tail[j]:.1g})" for j in top if contrib[j] > 0)
         why = (f"CLUSTER_EVIDENCE: in {cluster_id} ({n} accounts) many members exceed the benign "
                f"{1 - self.cluster_q:.0%} quantile together: {said}")
-        return float(contrib.sum()), why
+        return stat, why
 
     def score(self, features: pa.Table, clusters: pa.Table | None = None) -> dict[str, Any]:
         """Scores, flags and reasons for every row of ``features`` (plain arrays, aligned)."""
@@ -249,6 +366,7 @@ class RiskModel:
         data = {
             "target_fpr": self.target_fpr, "min_cluster": self.min_cluster, "threshold": self.threshold_,
             "truncate_p": self.truncate_p, "cluster_q": self.cluster_q, "cluster_min_own": self.cluster_min_own,
+            "cluster_null": self.cluster_null, "behaviour_cap": self.behaviour_cap,
             "scale": self.scale_, "n_benign": self.n_benign_,
             "evidence": [ev.__dict__ for ev in self.evidence],
             "reference": {k: _compress(v) for k, v in self.reference_.items()},
@@ -262,10 +380,13 @@ class RiskModel:
         data = json.loads(Path(path).read_text())
         model = cls(tuple(Evidence(**e) for e in data["evidence"]), target_fpr=data["target_fpr"],
                     min_cluster=data["min_cluster"], truncate_p=data.get("truncate_p", 1.0),
-                    cluster_q=data.get("cluster_q", 0.05), cluster_min_own=data.get("cluster_min_own", 3))
+                    cluster_q=data.get("cluster_q", 0.05), cluster_min_own=data.get("cluster_min_own", 3),
+                    cluster_null=data.get("cluster_null", data.get("cluster_q", 0.05)),
+                    behaviour_cap=data.get("behaviour_cap"))
         model.threshold_, model.scale_, model.n_benign_ = data["threshold"], data["scale"], data["n_benign"]
         model.reference_ = {k: _expand(v) for k, v in data["reference"].items()}
         model._lists = None
+        model._plan = None
         return model
 
 

@@ -25,8 +25,10 @@ class Scenario:
     def scaled(self, scale: float) -> tuple[dict[str, int], tuple[Campaign, ...]]:
         """Account and exchange counts at ``scale``; every persona and campaign keeps at least one account."""
         personas = {k: max(1, round(v * scale)) for k, v in self.personas.items()}
+        # payment instruments scale with the accounts, so a scaled campaign keeps its accounts per card
         camps = tuple(replace(c, n_accounts=max(2, round(c.n_accounts * scale)),
-                              n_exchanges=max(10, round(c.n_exchanges * scale))) for c in self.campaigns)
+                              n_exchanges=max(10, round(c.n_exchanges * scale)),
+                              n_payment=max(1, round(c.n_payment * scale))) for c in self.campaigns)
         return personas, camps
 
 
