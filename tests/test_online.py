@@ -103,7 +103,7 @@ def test_online_features_and_risk_equal_batch():
     last_us = int((ex[-1]["ts"] - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
     cols = [ev.column for ev in model.evidence]
     risk_batch = dict(zip(batch.column("account_id").to_pylist(),
-                          model.tail_logp(batch).sum(axis=1).tolist(), strict=True))
+                          model.own_risk(batch).tolist(), strict=True))
     for acct in ["a0", "a3", "a7", "a11"]:
         fast = s.evidence_features(acct, last_us)
         full = s.features.features_one(acct, last_us)
@@ -216,6 +216,16 @@ def test_allow_list_wins():
         ds = _feed(s, a, [True] * 30)
         assert {d.action for d in ds} == {"allow"}, a
     assert _feed(s, "other", [True] * 3)[-1].action == "block"
+
+
+def test_allow_listed_account_flagged_in_batch_is_not_contained():
+    """A vetted customer the batch flags is allowed, and its card does not feed the hydra rule."""
+    s = OnlineScorer(_model(), _policy(allow_accounts=frozenset({"vip"})))
+    s.learn_account(_acct("vip", payment_fingerprint="card-V"))
+    s.load_batch(BatchView(T0, {"vip": BatchAccount("c9", 5, 0.99, True)}))
+    assert "vip" not in s.contained()
+    s.learn_account(_acct("young", T0 + timedelta(hours=1), payment_fingerprint="card-V"))
+    assert s.score_one(_ex(1, "young", T0 + timedelta(hours=2))).action == "allow"
 
 
 def test_policy_yaml(tmp_path):

@@ -211,11 +211,13 @@ def _register_stage_commands() -> None:
     """Commands whose options live beside their stage (one module per verb)."""
     from distillguard.evaluate.command import evaluate_command
     from distillguard.online.command import replay_command
+    from distillguard.serve.command import serve_command
     from distillguard.simulate.command import simulate_command
 
     app.command("simulate")(simulate_command)
     app.command("evaluate")(evaluate_command)
     app.command("replay")(replay_command)
+    app.command("serve")(serve_command)
 
 
 _register_stage_commands()

@@ -12,22 +12,33 @@ fingerprint is what has been seen *so far*, while batch sees the whole log up to
 ``feature_shared_fps``), frozen, which is how the gateway refreshes it on a schedule.
 
 Exchanges must arrive in time order per account (gaps are measured to the previous one seen).
+
+Learning is split in two public steps so that state can live elsewhere (``distillguard.online``'s
+Redis backend ships the second step's input between gateway replicas): :meth:`OnlineFeatures.record`
+turns an exchange into its input values (one per distinct input, the same ``Input.py`` functions the
+batch SQL mirrors) and :meth:`OnlineFeatures.apply` folds them into the account's op states. A
+scorer that reads only some columns builds its ``OnlineFeatures`` over :func:`project` of the
+declared features: the same definitions, fewer of them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from dataclasses import replace as _replace
 from datetime import datetime
 from typing import Any
 
 from distillguard.contract import EXCHANGES
 from distillguard.features.account import ATTRIBUTES, FEATURES, HOUR_US, SHARED_MIN_OTHERS
 from distillguard.features.batch import to_us
-from distillguard.features.spec import Feature
+from distillguard.features.spec import Feature, Input
 
-__all__ = ["Context", "OnlineFeatures"]
+__all__ = ["AccountState", "Context", "OnlineFeatures", "project"]
 
 _SIGNAL_FIELDS = ("capability", "cot_score", "template_fp", "preamble_fp")
+_BLANK = dict.fromkeys(EXCHANGES.names)
+_UNSET: Any = object()
 
 
 @dataclass
@@ -54,35 +65,103 @@ class Context:
             ctx.shared[r["kind"]].add(r["fp"])
         return ctx
 
-    def learn(self, ex: dict, sig: dict | None, t_us: int) -> None:
+    def learn(self, ex: dict, sig: dict | None, t_us: int) -> list[tuple[str, Any, Any]]:
+        """Learn from one exchange (nothing when ``frozen``). Returns what changed, so that a shared
+        store can merge it: ``("ceiling", model, max_tokens)``, ``("first", model, t_us)``,
+        ``("start", None, t_us)``, ``("fp", kind, fp)`` (this account newly seen on that fingerprint)."""
+        changes: list[tuple[str, Any, Any]] = []
         if self.frozen:
-            return
+            return changes
         model, mt = ex.get("model"), ex.get("max_tokens")
         if mt is not None and (model not in self.ceiling or mt > self.ceiling[model]):
             self.ceiling[model] = mt
+            changes.append(("ceiling", model, mt))
         if model not in self.model_first_us or t_us < self.model_first_us[model]:
             self.model_first_us[model] = t_us
+            changes.append(("first", model, t_us))
         if self.log_start_us is None or t_us < self.log_start_us:
             self.log_start_us = t_us
-        for kind in ("template", "preamble"):
-            fp = sig.get(f"{kind}_fp") if sig else None
-            if fp is not None:
-                accts = self._fp_accounts.setdefault((kind, fp), set())
-                accts.add(ex["account_id"])
-                if len(accts) > SHARED_MIN_OTHERS:
-                    self.shared[kind].add(fp)
+            changes.append(("start", None, t_us))
+        if sig:
+            for kind in ("template", "preamble"):
+                fp = sig.get(f"{kind}_fp")
+                if fp is not None:
+                    accts = self._fp_accounts.setdefault((kind, fp), set())
+                    if ex["account_id"] not in accts:
+                        accts.add(ex["account_id"])
+                        changes.append(("fp", kind, fp))
+                        if len(accts) > SHARED_MIN_OTHERS:
+                            self.shared[kind].add(fp)
+        return changes
+
+    def merge(self, ceiling: dict[str, int], model_first_us: dict[str, int], log_start_us: int | None,
+              shared: dict[str, Iterable[int]]) -> None:
+        """Merge another replica's view (larger ceilings, earlier sightings, more shared fingerprints):
+        every fact here only grows or moves earlier, so merging in any order gives the same result."""
+        if self.frozen:
+            return
+        for m, c in ceiling.items():
+            if m not in self.ceiling or c > self.ceiling[m]:
+                self.ceiling[m] = c
+        for m, t in model_first_us.items():
+            if m not in self.model_first_us or t < self.model_first_us[m]:
+                self.model_first_us[m] = t
+        if log_start_us is not None and (self.log_start_us is None or log_start_us < self.log_start_us):
+            self.log_start_us = log_start_us
+        for kind, fps in shared.items():
+            self.shared.setdefault(kind, set()).update(fps)
 
     def is_shared(self, kind: str, fp: int | None) -> bool | None:
         return None if fp is None else fp in self.shared[kind]
 
 
-class _Account:
+class AccountState:
+    """One account's online feature state: ``all`` (one op state per feature, whole history), ``hours``
+    (UTC hour bucket -> one op state per windowed feature, None where unused; only the last
+    ``max_hours`` buckets are kept) and ``last_us`` (latest ts, for gaps).
+
+    ``to_tuple``/``from_tuple`` give plain builtins (lists, dicts, sets, numbers, strings) so a state can
+    be shipped with :mod:`marshal` (no code runs when it is read back, unlike pickle)."""
+
     __slots__ = ("all", "hours", "last_us")
 
-    def __init__(self, features: list[Feature]) -> None:
-        self.all = [f.op.init() for f in features]
+    def __init__(self, features: Sequence[Feature]) -> None:
+        self.all: list[Any] = [f.op.init() for f in features]
         self.hours: dict[int, list[Any]] = {}
         self.last_us: int | None = None
+
+    def to_tuple(self) -> tuple[list[Any], dict[int, list[Any]], int | None]:
+        return self.all, self.hours, self.last_us
+
+    @classmethod
+    def from_tuple(cls, t: tuple[list[Any], dict[int, list[Any]], int | None] | list[Any]) -> AccountState:
+        st = cls.__new__(cls)
+        st.all, st.hours, st.last_us = list(t[0]), dict(t[1]), t[2]
+        return st
+
+
+_Account = AccountState  # old private name (snapshots pickled before the rename load through it)
+
+
+def project(features: Sequence[Feature], columns: Iterable[str]) -> list[Feature]:
+    """The declared ``features`` restricted to the ``columns`` asked for (each feature keeping only the
+    windows asked for). Same inputs and ops, so the projected values equal the full ones; an online
+    reader that needs 14 columns then updates 14 op states per exchange instead of 70.
+
+    >>> from distillguard.features.account import FEATURES
+    >>> [f.columns for f in project(FEATURES, ["request_count_1d", "thinking_share_all"])]
+    [['request_count_1d'], ['thinking_share_all']]
+    """
+    want = set(columns)
+    out = []
+    for f in features:
+        ws = [w for w in f.windows if f.column(w) in want]
+        if ws:
+            out.append(f if len(ws) == len(f.windows) else _replace(f, windows=ws))
+    missing = want - {c for f in out for c in f.columns}
+    if missing:
+        raise KeyError(f"not declared features: {sorted(missing)}")
+    return out
 
 
 class OnlineFeatures:
@@ -96,59 +175,104 @@ class OnlineFeatures:
     >>> f = o.features_one("a")
     >>> f["request_count_1h"], f["gap_s_cv_all"]
     (5, 0.0)
+    >>> o.read("a", ["request_count_1h"])
+    {'request_count_1h': 5}
     """
 
-    def __init__(self, features: list[Feature] = FEATURES, context: Context | None = None,
+    def __init__(self, features: Sequence[Feature] = FEATURES, context: Context | None = None,
                  accounts: dict[str, dict] | None = None) -> None:
-        self.features = features
+        self.features = list(features)
         self.context = context if context is not None else Context()
         self.accounts = dict(accounts or {})
-        self._windowed = [(i, f) for i, f in enumerate(features) if any(w.hours is not None for w in f.windows)]
-        self._max_hours = max((w.hours for f in features for w in f.windows if w.hours is not None), default=0)
-        self._state: dict[str, _Account] = {}
+        self._windowed = [(i, f) for i, f in enumerate(self.features) if any(w.hours is not None for w in f.windows)]
+        self._max_hours = max((w.hours for f in self.features for w in f.windows if w.hours is not None), default=0)
+        self._state: dict[str, AccountState] = {}
         self._clock_us: int | None = None
+        self._created_us: dict[str, int | None] = {}
+        # Compiled once: the distinct inputs, and per feature (index, op.update, index of its input's value).
+        self.inputs: list[Input] = list({f.input.name: f.input for f in self.features}.values())
+        vi = {inp.name: k for k, inp in enumerate(self.inputs)}
+        self._py = [inp.py for inp in self.inputs]
+        self._upd = [(i, f.op.update, vi[f.input.name]) for i, f in enumerate(self.features)]
+        self._wupd = [(i, f.op.update, f.op.init, vi[f.input.name]) for i, f in self._windowed]
+        self._cols = {f.column(w): (i, f.op, w.hours) for i, f in enumerate(self.features) for w in f.windows}
+
+    @property
+    def max_hours(self) -> int:
+        """The longest window in hours: hour buckets older than this are dropped (and may expire)."""
+        return self._max_hours
+
+    @property
+    def columns(self) -> list[str]:
+        """Every feature column this instance maintains, in declaration order."""
+        return list(self._cols)
+
+    @property
+    def clock_us(self) -> int | None:
+        """The latest ts learned (µs), the default ``as_of`` of reads."""
+        return self._clock_us
 
     def learn_account(self, account: dict) -> None:
         """Record (or update) an ``accounts`` row: created_at, tier, verified."""
         self.accounts[account["account_id"]] = account
+        self._created_us.pop(account["account_id"], None)
 
     def _prepare(self, ex: dict, sig: dict | None, t_us: int, last_us: int | None) -> dict:
-        r = dict.fromkeys(EXCHANGES.names)
+        r = _BLANK.copy()
         r.update(ex)
-        for k in _SIGNAL_FIELDS:
-            r[k] = sig.get(k) if sig else None
+        if sig:
+            for k in _SIGNAL_FIELDS:
+                r[k] = sig.get(k)
+        else:
+            for k in _SIGNAL_FIELDS:
+                r[k] = None
         ctx = self.context
-        acct = self.accounts.get(ex["account_id"])
-        created = acct.get("created_at") if acct else None
+        aid = ex["account_id"]
+        created_us = self._created_us.get(aid, _UNSET)
+        if created_us is _UNSET:  # parse created_at once per account, not once per exchange
+            acct = self.accounts.get(aid)
+            created = acct.get("created_at") if acct else None
+            created_us = None if created is None else (created if isinstance(created, int) else to_us(created))
+            if acct is not None:
+                self._created_us[aid] = created_us
         model = ex.get("model")
-        r.update(
-            t_us=t_us,
-            gap_us=None if last_us is None else t_us - last_us,
-            created_us=None if created is None else to_us(created),
-            model_ceiling=ctx.ceiling.get(model),
-            model_first_us=ctx.model_first_us.get(model),
-            log_start_us=ctx.log_start_us,
-            template_shared=ctx.is_shared("template", r["template_fp"]),
-            preamble_shared=ctx.is_shared("preamble", r["preamble_fp"]),
-        )
+        tfp, pfp = r["template_fp"], r["preamble_fp"]
+        r["t_us"] = t_us
+        r["gap_us"] = None if last_us is None else t_us - last_us
+        r["created_us"] = created_us
+        r["model_ceiling"] = ctx.ceiling.get(model)
+        r["model_first_us"] = ctx.model_first_us.get(model)
+        r["log_start_us"] = ctx.log_start_us
+        r["template_shared"] = None if tfp is None else tfp in ctx.shared["template"]
+        r["preamble_shared"] = None if pfp is None else pfp in ctx.shared["preamble"]
         return r
 
-    def learn_one(self, exchange: dict, signals: dict | None = None) -> None:
-        """Update state with one exchange (and its signals row, if the content stage has one)."""
-        t_us = to_us(exchange["ts"]) if isinstance(exchange["ts"], datetime | str) else int(exchange["ts"])
-        self.context.learn(exchange, signals, t_us)
+    def record(self, exchange: dict, signals: dict | None = None, t_us: int | None = None) -> tuple[int, tuple]:
+        """``(t_us, values)``: the exchange's value of every input in ``self.inputs`` order, prepared
+        against the account's state and the context as they are now. Pure (learns nothing); pass the
+        result to :meth:`apply`. ``learn_one`` = ``context.learn`` + ``record`` + ``apply``."""
+        if t_us is None:
+            t_us = _t_us(exchange["ts"])
         st = self._state.get(exchange["account_id"])
+        r = self._prepare(exchange, signals, t_us, None if st is None else st.last_us)
+        return t_us, tuple([py(r) for py in self._py])
+
+    def apply(self, account_id: str, t_us: int, values: Sequence[Any]) -> None:
+        """Fold one :meth:`record` into the account's op states (``update`` on the ``all`` state and the
+        hour bucket of ``t_us``). Order matters only through floating-point rounding: the ops are
+        mergeable aggregates, so replicas that apply the same records in another order agree."""
+        st = self._state.get(account_id)
         if st is None:
-            st = self._state[exchange["account_id"]] = _Account(self.features)
-        r = self._prepare(exchange, signals, t_us, st.last_us)
-        st.last_us = t_us if st.last_us is None else max(st.last_us, t_us)
-        self._clock_us = t_us if self._clock_us is None else max(self._clock_us, t_us)
-        values: dict[str, Any] = {}
-        for i, f in enumerate(self.features):
-            name = f.input.name
-            if name not in values:
-                values[name] = f.input.py(r)
-            st.all[i] = f.op.update(st.all[i], values[name])
+            st = self._state[account_id] = AccountState(self.features)
+        if st.last_us is None or t_us > st.last_us:
+            st.last_us = t_us
+        if self._clock_us is None or t_us > self._clock_us:
+            self._clock_us = t_us
+        a = st.all
+        for i, upd, k in self._upd:
+            a[i] = upd(a[i], values[k])
+        if not self._wupd:
+            return
         hb = t_us // HOUR_US
         bucket = st.hours.get(hb)
         if bucket is None:
@@ -156,18 +280,49 @@ class OnlineFeatures:
             oldest = hb - self._max_hours
             for h in [h for h in st.hours if h <= oldest]:
                 del st.hours[h]
-        for i, f in self._windowed:
-            s = bucket[i] if bucket[i] is not None else f.op.init()
-            bucket[i] = f.op.update(s, values[f.input.name])
+        for i, upd, init, k in self._wupd:
+            s = bucket[i]
+            bucket[i] = upd(init() if s is None else s, values[k])
+
+    def learn_one(self, exchange: dict, signals: dict | None = None) -> None:
+        """Update state with one exchange (and its signals row, if the content stage has one)."""
+        t_us = _t_us(exchange["ts"])
+        self.context.learn(exchange, signals, t_us)
+        _, values = self.record(exchange, signals, t_us)
+        self.apply(exchange["account_id"], t_us, values)
+
+    # -- reads ------------------------------------------------------------------------------------
+    def read(self, account_id: str, columns: Iterable[str], as_of: datetime | str | int | None = None) -> dict[str, Any]:
+        """Only the given feature columns of :meth:`features_one` (finalizing 14 columns, not 70); an
+        unknown account gives {}. Pure."""
+        st = self._state.get(account_id)
+        if st is None:
+            return {}
+        as_of_us = self._as_of(as_of)
+        hb_now = as_of_us // HOUR_US
+        out: dict[str, Any] = {}
+        cols = self._cols
+        for c in columns:
+            i, op, hours = cols[c]
+            if hours is None:
+                out[c] = op.finalize(st.all[i])
+                continue
+            s = op.init()
+            for hb, bucket in st.hours.items():
+                if hb_now - hours < hb <= hb_now and bucket[i] is not None:
+                    s = op.merge(s, bucket[i])
+            out[c] = op.finalize(s)
+        return out
+
+    def _as_of(self, as_of: datetime | str | int | None) -> int:
+        as_of_us = self._clock_us if as_of is None else (as_of if isinstance(as_of, int) else to_us(as_of))
+        return 0 if as_of_us is None else as_of_us
 
     def features_one(self, account_id: str, as_of: datetime | str | int | None = None) -> dict[str, Any]:
         """Every feature column for one account as of ``as_of`` (default: the latest ts learned); pure."""
-        as_of_us = self._clock_us if as_of is None else (as_of if isinstance(as_of, int) else to_us(as_of))
+        as_of_hb = self._as_of(as_of) // HOUR_US
         st = self._state.get(account_id)
         out: dict[str, Any] = {}
-        if as_of_us is None:
-            as_of_us = 0
-        as_of_hb = as_of_us // HOUR_US
         for i, f in enumerate(self.features):
             for w in f.windows:
                 if st is None:
@@ -187,3 +342,30 @@ class OnlineFeatures:
 
     def account_ids(self) -> list[str]:
         return list(self._state)
+
+    # -- state, for backends and snapshots -----------------------------------------------------------
+    def state(self, account_id: str) -> AccountState | None:
+        """The account's live state (None: never learned). Mutating it changes what reads return."""
+        return self._state.get(account_id)
+
+    def set_state(self, account_id: str, state: AccountState | None) -> None:
+        """Replace (None: forget) one account's state, e.g. with a checkpoint another replica wrote."""
+        if state is None:
+            self._state.pop(account_id, None)
+            return
+        self._state[account_id] = state
+        if state.last_us is not None and (self._clock_us is None or state.last_us > self._clock_us):
+            self._clock_us = state.last_us
+
+    def dump(self) -> dict[str, Any]:
+        """Everything mutable (for a snapshot): per-account states, context, accounts rows, clock."""
+        return {"state": self._state, "context": self.context, "accounts": self.accounts, "clock": self._clock_us}
+
+    def load(self, d: dict[str, Any]) -> None:
+        """Inverse of :meth:`dump`."""
+        self._state, self.context, self.accounts, self._clock_us = d["state"], d["context"], d["accounts"], d["clock"]
+        self._created_us = {}
+
+
+def _t_us(ts: Any) -> int:
+    return ts if isinstance(ts, int) else to_us(ts) if isinstance(ts, datetime | str) else int(ts)

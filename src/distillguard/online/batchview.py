@@ -42,7 +42,7 @@ class BatchView:
         median own risk of every cluster of at least ``model.min_cluster`` members, and the flag
         exactly as :meth:`RiskModel.score` sets it."""
         ids = features.column("account_id").to_pylist()
-        own = model.tail_logp(features).sum(axis=1) if features.num_rows else np.zeros(0)
+        own = model.own_risk(features) if features.num_rows else np.zeros(0)
         return cls._build(model, ids, own, clusters, as_of)
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 from distillguard.contract import ACTIONS
 
-__all__ = ["DEFAULT_POLICY", "Bucket", "Policy", "ReplacementRule", "Tier", "TokenBuckets"]
+__all__ = ["DEFAULT_POLICY", "Bucket", "MarkRule", "Policy", "ReplacementRule", "Tier", "TokenBuckets"]
 
 DEFAULT_POLICY = "policy.yaml"
 US = 1_000_000
@@ -52,12 +53,35 @@ class ReplacementRule:
     recheck_every: int = 8
 
 
-_KNOWN = {"version", "min_requests", "tiers", "rate_limits", "allow_list", "replacement"}
+@dataclass(frozen=True)
+class MarkRule:
+    """Which served responses the gateway should watermark (``Decision.watermark``, for provenance
+    tests later): scores at or above ``min_score`` and, with ``contained``, contained or watchlisted
+    accounts and members of a cluster whose batch risk is over the threshold. Off unless enabled."""
+
+    enabled: bool = False
+    min_score: float = 0.35
+    contained: bool = True
+
+    @classmethod
+    def parse(cls, d: dict[str, Any] | None) -> MarkRule:
+        if not d:
+            return cls()
+        unknown = set(d) - {"enabled", "min_score", "contained"}
+        if unknown:
+            raise ValueError(f"unknown mark keys {sorted(unknown)}")
+        return cls(bool(d.get("enabled", True)), float(d.get("min_score", cls.min_score)),
+                   bool(d.get("contained", True)))
+
+
+_KNOWN = {"version", "min_requests", "tiers", "rate_limits", "allow_list", "replacement", "watchlist", "mark"}
 
 
 @dataclass(frozen=True)
 class Policy:
-    """Score tiers, token buckets, allow-lists and the hydra-replacement rule.
+    """Score tiers, token buckets, allow-lists, the hydra-replacement rule, the action for watchlist
+    matches (``watchlist_action``, YAML ``watchlist: {action: challenge}``) and which served responses
+    are watermarked (``mark``, YAML ``mark: {min_score: 0.35, contained: true}``).
 
     ``tiers`` are sorted by ``min_score``; the highest one the score reaches decides.
     """
@@ -71,6 +95,8 @@ class Policy:
     allow_accounts: frozenset[str] = frozenset()
     allow_orgs: frozenset[str] = frozenset()
     replacement: ReplacementRule = ReplacementRule()
+    watchlist_action: str = "challenge"
+    mark: MarkRule = MarkRule()
 
     @classmethod
     def default(cls) -> Policy:
@@ -115,6 +141,8 @@ class Policy:
             allow_accounts=frozenset(al.get("account_ids") or ()),
             allow_orgs=frozenset(al.get("org_ids") or ()),
             replacement=ReplacementRule(**rep),
+            watchlist_action=_watchlist_action(data.get("watchlist")),
+            mark=MarkRule.parse(data.get("mark")),
         )
 
     def tier(self, score: float) -> Tier | None:
@@ -125,10 +153,26 @@ class Policy:
                 out = t
         return out
 
+    def first_tier(self, action: str) -> Tier | None:
+        """The lowest tier with this action (where a rule that forces ``degrade`` takes its settings)."""
+        return next((t for t in self.tiers if t.action == action), None)
+
     @property
     def throttle_min(self) -> float:
         """Scores at or above this draw from the suspect buckets (inf when there is no throttle tier)."""
         return min((t.min_score for t in self.tiers if t.action == "throttle"), default=float("inf"))
+
+
+def _watchlist_action(d: dict[str, Any] | None) -> str:
+    if not d:
+        return "challenge"
+    unknown = set(d) - {"action"}
+    if unknown:
+        raise ValueError(f"unknown watchlist keys {sorted(unknown)}")
+    a = d.get("action", "challenge")
+    if a not in ACTIONS or a == "allow":
+        raise ValueError(f"watchlist action must be one of {ACTIONS[1:]}, got {a!r}")
+    return a
 
 
 class TokenBuckets:
@@ -142,7 +186,12 @@ class TokenBuckets:
         self.state: dict[str, list[float]] = {}  # key -> [tokens, last_us]
 
     def level(self, key: str, b: Bucket, t_us: int) -> float:
-        st = self.state.get(key)
+        return self.level_of(self.state.get(key), b, t_us)
+
+    @staticmethod
+    def level_of(st: Sequence[float] | None, b: Bucket, t_us: int) -> float:
+        """Tokens at ``t_us`` of a bucket whose stored state is ``[tokens, last_us]`` (None: full). The
+        Redis backend's Lua script computes exactly this, in the same double arithmetic."""
         if st is None:
             return b.burst
         return min(b.burst, st[0] + max(0, t_us - st[1]) / US * b.rate)

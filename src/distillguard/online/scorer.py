@@ -1,9 +1,11 @@
 """Per-request decisions: :class:`OnlineScorer` (``score_one`` pure, ``learn_one`` updates state).
 
 Account behaviour comes from :class:`distillguard.features.online.OnlineFeatures` (the batch feature
-definitions, run incrementally); cluster membership and cluster risk from the latest batch run
-(:class:`BatchView`); the risk is :meth:`RiskModel.risk_one`, so an account scored online and in
-batch on the same data gets the same number. See ``docs/online.md``.
+definitions, run incrementally, projected onto the columns the risk model reads); cluster membership
+and cluster risk from the latest batch run (:class:`BatchView`); the risk is
+:meth:`RiskModel.risk_one`, so an account scored online and in batch on the same data gets the same
+number. State lives in a :class:`~distillguard.online.state.StateBackend`: in process by default, or
+Redis shared by several gateway replicas. See ``docs/online.md``.
 """
 
 from __future__ import annotations
@@ -11,17 +13,20 @@ from __future__ import annotations
 import math
 import os
 import pickle
-from bisect import bisect_left
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from distillguard.features.account import HOUR_US, _ip_block
+from distillguard.features.account import FEATURES, ip_block
 from distillguard.features.batch import to_us
-from distillguard.features.online import Context, OnlineFeatures
+from distillguard.features.online import Context, OnlineFeatures, project
+from distillguard.features.spec import Feature
 from distillguard.online.batchview import BatchAccount, BatchView
-from distillguard.online.policy import Policy, TokenBuckets
+from distillguard.online.policy import Policy
+from distillguard.online.state import FingerprintMatch, MemoryState, StateBackend
+from distillguard.online.watchlist import SHARED_INDICATOR, Watchlist
 from distillguard.scoring.risk import RiskModel
 
 __all__ = ["SEVERITY", "Decision", "OnlineScorer"]
@@ -29,16 +34,16 @@ __all__ = ["SEVERITY", "Decision", "OnlineScorer"]
 #: How much each action withholds, for combining rules (a challenge withholds more than a degrade).
 SEVERITY = {"allow": 0, "throttle": 1, "degrade": 2, "challenge": 3, "block": 4}
 _SERVED = frozenset({"allow", "degrade"})
-_SNAPSHOT_VERSION = 1
+_SNAPSHOT_VERSION = 2
 _CAP = 32  # per account: distinct client blocks / templates / preambles / user agents remembered
-_KINDS = ("payment", "signup_block", "client_block", "user_agent", "template", "preamble")
 
 
 @dataclass(slots=True)
 class Decision:
     """One request's decision. ``request_id, action, score, reasons`` is the contract's ``decisions``
     row; ``strip_reasoning`` / ``max_tokens`` tell the gateway how to degrade, ``retry_after_s`` how long a
-    throttled client should wait."""
+    throttled client should wait, ``watermark`` that a served response should carry the provenance
+    watermark (policy ``mark``). The last four are gateway hints, not part of the contract row."""
 
     request_id: str
     action: str
@@ -48,33 +53,61 @@ class Decision:
     strip_reasoning: bool = False
     max_tokens: int | None = None
     retry_after_s: float | None = None
+    watermark: bool = False
 
     def to_contract(self) -> dict[str, Any]:
+        """The contract's ``decisions`` row (``watermark`` is not in the contract: a gateway hint only)."""
         return {"request_id": self.request_id, "action": self.action, "score": round(self.score, 6),
                 "reasons": self.reasons}
 
 
-class _Acct:
-    __slots__ = ("contained", "n", "suspect", "values")
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.contained = False
-        self.suspect = False
-        self.values: dict[str, set] = {}
-
-
 @lru_cache(maxsize=1 << 16)
 def _block(ip: str | None) -> str | None:
-    return _ip_block(ip) or None
+    return ip_block(ip) or None
 
 
 def _t_us(ts: Any) -> int:
-    return int(ts) if isinstance(ts, int) else to_us(ts)
+    return ts if isinstance(ts, int) else to_us(ts)
+
+
+def _extras(exchange: dict, signals: dict | None) -> dict[str, Any]:
+    """The request's own fingerprint values, by kind (None values left out)."""
+    out: dict[str, Any] = {}
+    ip = exchange.get("client_ip")
+    if ip is not None:
+        b = _block(ip)
+        if b is not None:
+            out["client_block"] = b
+    ua = exchange.get("user_agent")
+    if ua is not None:
+        out["user_agent"] = ua
+    if signals:
+        t, p = signals.get("template_fp"), signals.get("preamble_fp")
+        if t is not None:
+            out["template"] = t
+        if p is not None:
+            out["preamble"] = p
+    return out
 
 
 class OnlineScorer:
-    """Online containment for one process.
+    """Online containment: ``score_one`` decides a request before it is served, ``learn_one`` learns
+    from it afterwards.
+
+    Parameters
+    ----------
+    model, policy, context: the calibrated risk model, the policy (default: the packaged
+        ``policy.yaml``) and the feature context (default: learned from the stream).
+    state: where state lives (default :class:`MemoryState`; ``RedisState`` to share it between
+        replicas).
+    watchlist: shared indicators to match accounts and requests against (see
+        :class:`~distillguard.online.watchlist.Watchlist`).
+    features: the declared features to maintain (default: only those the model's evidence reads,
+        so ``self.features.features_one`` has only those columns; pass ``FEATURES`` for all of them).
+    risk_every: recompute an account's own-evidence risk at most every this many of its requests
+        (default 1: every request, exact). With k > 1 a decision may use features up to k − 1 of the
+        account's requests old (never across a UTC hour boundary, a cluster-risk change or a change
+        of ``min_requests`` eligibility); the share-type evidence moves by at most (k − 1)/n then.
 
     >>> from distillguard.scoring.defaults import default_model
     >>> s = OnlineScorer(default_model(), Policy.default())
@@ -83,92 +116,70 @@ class OnlineScorer:
     'allow'
     """
 
-    def __init__(self, model: RiskModel, policy: Policy | None = None, context: Context | None = None) -> None:
+    def __init__(self, model: RiskModel, policy: Policy | None = None, context: Context | None = None, *,
+                 state: StateBackend | None = None, watchlist: Watchlist | None = None,
+                 features: Sequence[Feature] | None = None, risk_every: int = 1) -> None:
         self.model = model
-        self.policy = policy or Policy.default()
-        self.features = OnlineFeatures(context=context)
-        self.batch = BatchView()
-        self.buckets = TokenBuckets()
-        self._acct: dict[str, _Acct] = {}
-        self._users: dict[tuple[str, Any], set[str]] = {}  # (kind, value) -> accounts that use it
-        self._contained_users: dict[tuple[str, Any], set[str]] = {}  # ... of which contained
-        self._plan = self._read_plan()
+        self.risk_every = max(1, int(risk_every))
+        self._risk: dict[str, tuple[int, int, float | None, dict[str, Any], float]] = {}
         self._ref99: dict[str, float] = {}
+        self._rep_memo: tuple[str, int, int, float, dict[str, Any]] | None = None
+        self.policy = policy or Policy.default()
+        self.watchlist = watchlist
+        cols = list(dict.fromkeys(ev.column for ev in model.evidence))
+        if features is None:
+            try:
+                features = project(FEATURES, cols)
+            except KeyError:  # the model reads columns that are not declared: keep them all (missing = no evidence)
+                features = FEATURES
+        self.features = OnlineFeatures(features, context=context)
+        known = set(self.features.columns)
+        self._cols = [c for c in cols if c in known]
+        self.state: StateBackend = state if state is not None else MemoryState()
+        self.state.bind(self.features, fp_cap=_CAP)
 
     # -- feature reads ---------------------------------------------------------------------------
-    def _read_plan(self) -> list[tuple[str, int, int | None]] | None:
-        """(column, feature index, window hours) of each evidence column: the scorer finalizes only those."""
-        by_col = {f.column(w): (i, w.hours) for i, f in enumerate(self.features.features) for w in f.windows}
-        cols = [ev.column for ev in self.model.evidence]
-        if not all(c in by_col for c in cols):
-            return None
-        return [(c, *by_col[c]) for c in dict.fromkeys(cols)]
-
     def evidence_features(self, account_id: str, as_of_us: int) -> dict[str, Any]:
-        """The evidence columns of ``features_one(account_id, as_of)``, without finalizing the other ~60."""
-        if self._plan is None:
-            return self.features.features_one(account_id, as_of_us)
-        st = self.features._state.get(account_id)
-        if st is None:
-            return {}
-        feats = self.features.features
-        out: dict[str, Any] = {}
-        hb_now = as_of_us // HOUR_US
-        for col, i, hours in self._plan:
-            op = feats[i].op
-            if hours is None:
-                out[col] = op.finalize(st.all[i])
-                continue
-            s = op.init()
-            for hb, bucket in st.hours.items():
-                if hb_now - hours < hb <= hb_now and bucket[i] is not None:
-                    s = op.merge(s, bucket[i])
-            out[col] = op.finalize(s)
-        return out
+        """The evidence columns of ``features_one(account_id, as_of)``, without finalizing the others."""
+        return self.features.read(account_id, self._cols, as_of_us)
 
     # -- accounts and batch --------------------------------------------------------------------
     def learn_account(self, row: dict) -> None:
-        """An ``accounts`` row (sign-up attributes: payment_fingerprint, signup_ip, org_id, created_at ...)."""
-        self.features.learn_account(row)
-        a = self._get(row["account_id"])
+        """An ``accounts`` row (sign-up attributes: payment_fingerprint, signup_ip, org_id, created_at ...);
+        matched against the watchlist when there is one."""
+        st = self.state
+        acct = row["account_id"]
+        st.learn_account(row)
         for kind, v in (("payment", row.get("payment_fingerprint")), ("signup_block", _block(row.get("signup_ip")))):
             if v is not None:
-                self._note(row["account_id"], a, kind, v)
+                st.note(acct, kind, v)
+        if self.watchlist is not None:
+            hits = self.watchlist.match_account(row)
+            if hits:
+                st.watch(acct, [f"{SHARED_INDICATOR}: {h}" for h in hits])
 
     def load_batch(self, view: BatchView) -> None:
-        """Refresh cluster membership / risk from a batch run; its flagged accounts become contained."""
-        self.batch = view
+        """Refresh cluster membership / risk from a batch run; its flagged accounts become contained
+        (not allow-listed ones: a vetted customer's card or template must not feed the hydra rule)."""
+        self.state.load_batch(view)
         for acct_id, b in view.accounts.items():
-            if b.flagged:
-                self._contain(acct_id)
+            if b.flagged and not self._allow_listed(acct_id):
+                self.state.contain(acct_id)
+        self.state.flush()
+
+    @property
+    def batch(self) -> BatchView:
+        """The batch view last loaded (by this process)."""
+        return self.state.batch
 
     def contained(self) -> set[str]:
-        return {k for k, a in self._acct.items() if a.contained}
+        """Accounts contained so far (batch-flagged, flagged online, or caught as replacements)."""
+        self.state.flush()
+        return self.state.contained()
 
-    def _get(self, account_id: str) -> _Acct:
-        a = self._acct.get(account_id)
-        if a is None:
-            a = self._acct[account_id] = _Acct()
-        return a
-
-    def _note(self, account_id: str, a: _Acct, kind: str, v: Any) -> None:
-        vals = a.values.setdefault(kind, set())
-        if v in vals or len(vals) >= _CAP:
-            return
-        vals.add(v)
-        key = (kind, v)
-        self._users.setdefault(key, set()).add(account_id)
-        if a.contained:
-            self._contained_users.setdefault(key, set()).add(account_id)
-
-    def _contain(self, account_id: str) -> None:
-        a = self._get(account_id)
-        if a.contained:
-            return
-        a.contained = True
-        for kind, vals in a.values.items():
-            for v in vals:
-                self._contained_users.setdefault((kind, v), set()).add(account_id)
+    def flush(self) -> None:
+        """Send buffered state writes now (a no-op in process; Redis: call on a timer and at shutdown)."""
+        self.state.flush()
 
     # -- learning ------------------------------------------------------------------------------
     def learn_one(self, exchange: dict, signals: dict | None = None, decision: Decision | None = None) -> None:
@@ -176,46 +187,54 @@ class OnlineScorer:
         only when the request was served; without, one is spent when the bucket has one."""
         acct_id = exchange["account_id"]
         t_us = _t_us(exchange["ts"])
-        self.features.learn_one(exchange, signals)
-        a = self._get(acct_id)
-        a.n += 1
-        blk = _block(exchange.get("client_ip"))
-        if blk is not None:
-            self._note(acct_id, a, "client_block", blk)
-        ua = exchange.get("user_agent")
-        if ua is not None:
-            self._note(acct_id, a, "user_agent", ua)
-        if signals:
-            for kind in ("template", "preamble"):
-                fp = signals.get(f"{kind}_fp")
-                if fp is not None:
-                    self._note(acct_id, a, kind, fp)
-        pol = self.policy
+        st, pol = self.state, self.policy
+        rule = pol.replacement
+        extras = _extras(exchange, signals)
+        st.sync(acct_id, extras, rule.young_max_requests if rule.enabled else 0)  # no-op if score_one just did
+        n = st.learn(acct_id, exchange, signals, t_us)
+        for kind, v in extras.items():
+            st.note(acct_id, kind, v)
+        suspect = st.is_suspect(acct_id)
         if decision is not None:
-            a.suspect = decision.score >= pol.throttle_min
+            suspect = decision.score >= pol.throttle_min
+            st.set_suspect(acct_id, suspect)
         if decision is None or decision.action in _SERVED:
             cid = self._cluster(acct_id)
-            acc_b, clu_b = (pol.suspect_account, pol.suspect_cluster) if a.suspect else \
+            acc_b, clu_b = (pol.suspect_account, pol.suspect_cluster) if suspect else \
                 (pol.default_account, pol.default_cluster)
-            pre = "s" if a.suspect else ""
-            self.buckets.take(pre + "a:" + acct_id, acc_b, t_us)
+            pre = "s" if suspect else ""
+            st.take(pre + "a:" + acct_id, acc_b, t_us)
             if cid is not None:
-                self.buckets.take(pre + "c:" + cid, clu_b, t_us)
-        rule = pol.replacement
-        if not a.contained and a.n >= pol.min_requests and a.n % max(1, rule.recheck_every) == 0:
-            ba = self.batch.accounts.get(acct_id)
+                st.take(pre + "c:" + cid, clu_b, t_us)
+        contained = st.is_contained(acct_id)
+        if not contained and n >= pol.min_requests and n % max(1, rule.recheck_every) == 0:
+            ba = st.batch_account(acct_id)
             _, score, flagged = self.model.risk_one(self.evidence_features(acct_id, t_us),
                                                     ba.cluster_risk if ba else None)
-            a.suspect = score >= pol.throttle_min
-            if flagged:
-                self._contain(acct_id)
-        if rule.enabled and not a.contained and a.n <= rule.young_max_requests:
-            w, _ = self._replacement(acct_id, a, None, None)
-            if w >= rule.block_at:
-                self._contain(acct_id)
+            st.set_suspect(acct_id, score >= pol.throttle_min)
+            if flagged and not self._allow_listed(acct_id):
+                st.contain(acct_id)
+                contained = True
+        if rule.enabled and not contained and n <= rule.young_max_requests:
+            memo = self._rep_memo
+            if decision is not None and memo is not None and memo[0] == acct_id and memo[1] == t_us \
+                    and memo[2] == n - 1 and memo[4] == extras:
+                w = memo[3]  # score_one just computed it for this request: the same answer (see _replacement)
+            else:
+                w, _ = self._replacement(st.fingerprint_matches(acct_id, extras))
+            if w >= rule.block_at and not self._allow_listed(acct_id):
+                st.contain(acct_id)
+        self._rep_memo = None
+        if self.watchlist is not None and not st.watch_reasons(acct_id):
+            if decision is not None:
+                hits = [r for r in decision.reasons if r.startswith(SHARED_INDICATOR)]
+            else:
+                hits = [f"{SHARED_INDICATOR}: {h}" for h in self.watchlist.match_exchange(exchange)]
+            if hits:
+                st.watch(acct_id, hits)
 
     def _cluster(self, account_id: str) -> str | None:
-        b = self.batch.accounts.get(account_id)
+        b = self.state.batch_account(account_id)
         return b.cluster_id if b is not None and b.cluster_size >= self.model.min_cluster else None
 
     # -- deciding ------------------------------------------------------------------------------
@@ -228,36 +247,24 @@ class OnlineScorer:
             return bool(row and row.get("org_id") in pol.allow_orgs)
         return False
 
-    def _replacement(self, acct_id: str, a: _Acct | None, exchange: dict | None,
-                     signals: dict | None) -> tuple[float, list[str]]:
-        """Summed weight of the kinds of fingerprint this account shares with contained accounts."""
+    def _replacement(self, matches: list[FingerprintMatch]) -> tuple[float, list[str]]:
+        """Summed weight of the kinds of fingerprint this account shares with contained accounts (once
+        per kind; hubs and values mostly used by uncontained accounts do not count, except the card)."""
         rule = self.policy.replacement
-        if not self._contained_users:
-            return 0.0, []
-        extra: dict[str, Any] = {}
-        if exchange is not None:
-            extra["client_block"] = _block(exchange.get("client_ip"))
-            extra["user_agent"] = exchange.get("user_agent")
-        if signals:
-            extra["template"] = signals.get("template_fp")
-            extra["preamble"] = signals.get("preamble_fp")
         w, hits = 0.0, []
-        for kind in _KINDS:
-            vals = a.values.get(kind, ()) if a is not None else ()
-            x = extra.get(kind)
-            cands = vals if x is None or x in vals else (*vals, x)
-            for v in cands:
-                cu = self._contained_users.get((kind, v))
-                if not cu or (len(cu) == 1 and acct_id in cu):
-                    continue
-                users = self._users.get((kind, v), ())
-                uncontained = len(users) - len(cu) - (0 if acct_id in users else 1)
-                if kind != "payment" and (uncontained > rule.hub_max_accounts
-                                          or len(cu) < rule.min_contained_share * (len(cu) + uncontained)):
-                    continue
-                w += rule.weights.get(kind, 0.0)
-                hits.append(kind)
-                break
+        for kind, n_users, n_cu, in_users, in_cu in matches:
+            if hits and hits[-1] == kind:
+                continue
+            if n_cu == 1 and in_cu:
+                continue
+            # other uncontained users of the value (this account itself never counts, so the answer is
+            # the same before and after its request adds it to the users)
+            uncontained = n_users - n_cu - (1 if in_users and not in_cu else 0)
+            if kind != "payment" and (uncontained > rule.hub_max_accounts
+                                      or n_cu < rule.min_contained_share * (n_cu + uncontained)):
+                continue
+            w += rule.weights.get(kind, 0.0)
+            hits.append(kind)
         return w, hits
 
     def score_one(self, exchange: dict) -> Decision:
@@ -268,27 +275,40 @@ class OnlineScorer:
         acct_id = exchange["account_id"]
         rid = exchange.get("request_id", "")
         t_us = _t_us(exchange["ts"])
-        pol = self.policy
-        a = self._acct.get(acct_id)
-        n = a.n if a is not None else 0
-        ba: BatchAccount | None = self.batch.accounts.get(acct_id)
-        feats = self.evidence_features(acct_id, t_us) if n >= pol.min_requests else {}
+        st, pol = self.state, self.policy
+        rule = pol.replacement
+        extras = _extras(exchange, exchange.get("signals"))
+        st.sync(acct_id, extras, rule.young_max_requests if rule.enabled else 0)
+        n = st.requests(acct_id)
+        ba: BatchAccount | None = st.batch_account(acct_id)
         crisk = ba.cluster_risk if ba is not None else None
-        _, score, _ = self.model.risk_one(feats, crisk)
+        feats, score = self._features_and_score(acct_id, n, t_us, crisk)
         if self._allow_listed(acct_id):
             return Decision(rid, "allow", score, ["ALLOW_LIST: vetted customer"], acct_id)
         tier = pol.tier(score)
         action = tier.action if tier is not None else "allow"
         reasons: list[str] = []
-        rule = pol.replacement
-        if rule.enabled and n < rule.young_max_requests and (a is None or not a.contained):
-            w, hits = self._replacement(acct_id, a, exchange, exchange.get("signals"))
+        contained = st.is_contained(acct_id)
+        if rule.enabled and n < rule.young_max_requests and not contained:
+            w, hits = self._replacement(st.fingerprint_matches(acct_id, extras))
+            self._rep_memo = (acct_id, t_us, n, w, extras)
             rep = "block" if w >= rule.block_at else "challenge" if w >= rule.challenge_at else None
             if rep is not None and SEVERITY[rep] > SEVERITY[action]:
                 action, tier = rep, None
                 score = max(score, 0.5)
                 reasons.append(f"HYDRA_REPLACEMENT: account with {n} requests shares {', '.join(hits)} with "
                                f"contained accounts (weight {w:g} >= {rule.challenge_at if rep == 'challenge' else rule.block_at:g})")
+        watched = st.watch_reasons(acct_id)
+        if self.watchlist is not None:
+            live = self.watchlist.match_exchange(exchange)
+            if live:
+                watched = [*watched, *(f"{SHARED_INDICATOR}: {h}" for h in live if f"{SHARED_INDICATOR}: {h}" not in watched)]
+        if watched:
+            wl = pol.watchlist_action
+            if SEVERITY[wl] > SEVERITY[action]:
+                action = wl
+                tier = pol.first_tier(wl)
+            reasons.extend(watched)
         d = Decision(rid, action, score, reasons, acct_id)
         if action in ("allow", "throttle"):
             suspect = score >= pol.throttle_min
@@ -296,11 +316,11 @@ class OnlineScorer:
                 (pol.default_account, pol.default_cluster)
             empty = None
             pre = "s" if suspect else ""
-            if not self.buckets.peek(pre + "a:" + acct_id, acc_b, t_us):
+            if st.bucket_level(pre + "a:" + acct_id, acc_b, t_us) < 1.0:
                 empty = ("account", acc_b)
             else:
                 cid = self._cluster(acct_id)
-                if cid is not None and not self.buckets.peek(pre + "c:" + cid, clu_b, t_us):
+                if cid is not None and st.bucket_level(pre + "c:" + cid, clu_b, t_us) < 1.0:
                     empty = (f"cluster {cid}", clu_b)
             if empty is None:
                 d.action = "allow"
@@ -317,38 +337,77 @@ class OnlineScorer:
             what = [x for x in ("without reasoning text" if tier.strip_reasoning else "",
                                 f"with max_tokens <= {tier.max_tokens}" if tier.max_tokens else "") if x]
             reasons.append(f"DEGRADE: served {' and '.join(what) or 'degraded'}")
+        if d.action in _SERVED:
+            d.watermark = self._mark(score, contained, ba, bool(watched))
         if d.action != "allow" or reasons:
             reasons.extend(self._evidence_reasons(feats, ba, d.action))
         d.reasons = reasons
         return d
 
+    def _features_and_score(self, acct_id: str, n: int, t_us: int, crisk: float | None) -> tuple[dict[str, Any], float]:
+        """Evidence features and score, reused from the account's last computation while it is at
+        most ``risk_every − 1`` requests old, in the same UTC hour, with the same cluster risk."""
+        hb = t_us // 3_600_000_000
+        if self.risk_every > 1:
+            c = self._risk.get(acct_id)
+            if c is not None and 0 <= n - c[0] < self.risk_every and c[1] == hb and c[2] == crisk:
+                return c[3], c[4]
+        feats = self.evidence_features(acct_id, t_us) if n >= self.policy.min_requests else {}
+        _, score, _ = self.model.risk_one(feats, crisk)
+        if self.risk_every > 1 and (n >= self.policy.min_requests or n + self.risk_every <= self.policy.min_requests):
+            self._risk[acct_id] = (n, hb, crisk, feats, score)
+        return feats, score
+
+    def score_many(self, exchanges: Sequence[dict]) -> list[Decision]:
+        """Decide several concurrent requests on one view of the state (one Redis round trip for all):
+        each is decided as :meth:`score_one` would, but none sees the others' learning, as when they
+        arrive at the same instant. Follow with :meth:`learn_many`."""
+        rule = self.policy.replacement
+        young = rule.young_max_requests if rule.enabled else 0
+        self.state.prefetch([(x["account_id"], _extras(x, x.get("signals")), young) for x in exchanges])
+        return [self.score_one(x) for x in exchanges]
+
+    def learn_many(self, items: Sequence[tuple[dict, dict | None, Decision | None]]) -> None:
+        """:meth:`learn_one` for each ``(exchange, signals, decision)``, after :meth:`score_many`."""
+        try:
+            for x, sig, d in items:
+                self.learn_one(x, sig, d)
+        finally:
+            self.state.end_batch()
+
+    def _mark(self, score: float, contained: bool, ba: BatchAccount | None, watched: bool) -> bool:
+        """Serve watermarked (policy ``mark``): suspects, contained accounts, members of a cluster whose
+        batch risk is over the threshold, and watchlisted accounts, as long as they are still served."""
+        m = self.policy.mark
+        if not m.enabled:
+            return False
+        if score >= m.min_score:
+            return True
+        if not m.contained:
+            return False
+        thr = self.model.threshold_
+        return contained or watched or (ba is not None and ba.cluster_risk is not None and thr is not None
+                                        and ba.cluster_risk >= thr)
+
     def _evidence_reasons(self, feats: dict[str, Any], ba: BatchAccount | None, action: str) -> list[str]:
         m = self.model
-        out: list[tuple[float, str]] = []
-        own = m._own_risk_one(feats) if feats else 0.0
-        if m._lists is None:
-            m._own_risk_one({})
-        assert m._lists is not None
-        for ev in m.evidence:
-            v = feats.get(ev.column)
-            if v is None or v != v:
-                continue
-            x = float(v) if ev.higher_is_riskier else -float(v)
-            ref = m._lists[ev.code]
-            p = (1.0 + len(ref) - bisect_left(ref, x)) / (len(ref) + 1.0)
+        own = m.own_risk_one(feats) if feats else 0.0  # the model's own combination (groups, caps)
+        strong: list[tuple[float, int, Any, Any, float]] = []
+        for j, (ev, v, p) in enumerate(m.evidence_one(feats)):
             if p > m.truncate_p:
                 continue
+            strong.append((2.0 * math.log(p) * ev.weight, j, ev, v, p))  # strongest (most negative) first
+        strong.sort(key=lambda t: (t[0], t[1]))
+        reasons = []
+        for _, _, ev, v, p in strong[: m.max_reasons]:  # format only what is shown
             r99 = self._ref99.get(ev.code)
             if r99 is None:
-                r99 = ref[min(len(ref) - 1, int(0.99 * (len(ref) - 1)))] if ref else float("nan")
-                r99 = self._ref99[ev.code] = r99 if ev.higher_is_riskier else -r99
+                r99 = self._ref99[ev.code] = m.reference_value(ev.code, 0.99)
             try:
                 msg = ev.message.format(value=v, ref=r99)
             except (ValueError, TypeError):
                 msg = f"{ev.column} = {v}"
-            out.append((-2.0 * math.log(p) * ev.weight, f"{ev.code}: {msg} (benign tail p={p:.1g})"))
-        out.sort(key=lambda t: -t[0])
-        reasons = [s for _, s in out[: m.max_reasons]]
+            reasons.append(f"{ev.code}: {msg} (benign tail p={p:.1g})")
         if ba is not None and ba.cluster_risk is not None and ba.cluster_risk > own:
             reasons.insert(0, f"CLUSTER_RISK: member of {ba.cluster_id} ({ba.cluster_size} accounts) whose median "
                               f"risk {ba.cluster_risk:.0f} exceeds its own {own:.0f} (threshold {m.threshold_:.0f})")
@@ -357,33 +416,25 @@ class OnlineScorer:
         return reasons
 
     # -- state -------------------------------------------------------------------------------
-    def _state(self) -> dict[str, Any]:
-        f = self.features
-        return {"version": _SNAPSHOT_VERSION, "features": {"state": f._state, "context": f.context,
-                                                           "accounts": f.accounts, "clock": f._clock_us},
-                "batch": self.batch, "buckets": self.buckets.state, "acct": self._acct, "users": self._users,
-                "contained_users": self._contained_users}
-
     def snapshot(self, path: Path | str) -> Path:
-        """Write all mutable state to ``path`` atomically (temp file, fsync, rename)."""
+        """Write all mutable state to ``path`` atomically (temp file, fsync, rename). With the Redis
+        backend this flushes buffered writes and writes only a marker: Redis persists the state."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         with tmp.open("wb") as fh:
-            pickle.dump(self._state(), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump({"version": _SNAPSHOT_VERSION, "state": self.state.dump()}, fh,
+                        protocol=pickle.HIGHEST_PROTOCOL)
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(path)
         return path
 
     def restore(self, path: Path | str) -> None:
-        """Load state written by :meth:`snapshot` (same model and policy are the caller's to supply)."""
+        """Load state written by :meth:`snapshot` (same model, policy and backend kind are the caller's
+        to supply)."""
         with Path(path).open("rb") as fh:
             st = pickle.load(fh)  # noqa: S301 - our own snapshot file
         if st.get("version") != _SNAPSHOT_VERSION:
             raise ValueError(f"{path}: snapshot version {st.get('version')} != {_SNAPSHOT_VERSION}")
-        f = self.features
-        f._state, f.context, f.accounts, f._clock_us = (st["features"][k] for k in
-                                                        ("state", "context", "accounts", "clock"))
-        self.batch, self.buckets.state, self._acct = st["batch"], st["buckets"], st["acct"]
-        self._users, self._contained_users = st["users"], st["contained_users"]
+        self.state.load(st["state"])
