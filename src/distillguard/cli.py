@@ -149,6 +149,15 @@ def detect(
         typer.Option(help="Classify at most N prompts per account per day (hash-chosen, unbiased); for very "
                      "large logs. Default: every prompt."),
     ] = None,
+    group_key: Annotated[
+        list[Path] | None,
+        typer.Option("--group-key", help="Group key file(s): match indicators imported with `distillguard share "
+                     "import/pull` and add SHARED_INDICATOR reasons (docs/sharing.md)."),
+    ] = None,
+    intel_rule: Annotated[
+        bool, typer.Option("--intel-rule/--no-intel-rule", help="Let shared indicators flag accounts by the "
+                           "documented IntelRule (off: they only add reasons).")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
     """Score every account: content signals, behaviour features, linkage clusters, benign-calibrated risk.
@@ -162,9 +171,16 @@ def detect(
 
     model = RiskModel.load(calibration) if calibration else None
     when = as_of.replace(tzinfo=UTC) if as_of and as_of.tzinfo is None else as_of
+    intel_keys = rule = None
+    if group_key or intel_rule:
+        from distillguard.share import IntelRule, load_keys
+
+        intel_keys = load_keys(group_key) if group_key else None
+        rule = IntelRule() if intel_rule else None
     try:
         summary = run_detect(db, out, as_of=when, step=_parse_duration(step), model=model, reports=reports,
-                             progress=not json_out, console=err_console, signal_sample=sample)
+                             progress=not json_out, console=err_console, signal_sample=sample,
+                             intel_keys=intel_keys, intel_rule=rule)
     except (FileNotFoundError, ValueError) as e:
         err_console.print(f"[red]error:[/] {e}")
         raise typer.Exit(2) from e
@@ -212,12 +228,14 @@ def _register_stage_commands() -> None:
     from distillguard.evaluate.command import evaluate_command
     from distillguard.online.command import replay_command
     from distillguard.serve.command import serve_command
+    from distillguard.share.command import share_app
     from distillguard.simulate.command import simulate_command
 
     app.command("simulate")(simulate_command)
     app.command("evaluate")(evaluate_command)
     app.command("replay")(replay_command)
     app.command("serve")(serve_command)
+    app.add_typer(share_app, name="share")
 
 
 _register_stage_commands()

@@ -87,6 +87,8 @@ def detect(
     progress: bool = True,
     console: Console | None = None,
     signal_sample: int | None = None,
+    intel_keys: Any = None,
+    intel_rule: Any = None,
 ) -> DetectSummary:
     """Run batch detection on the store and write ``detections`` (table and ``out/detections.jsonl``).
 
@@ -96,7 +98,12 @@ def detect(
     calibrated on a benign-only simulation; calibrate on your own benign traffic with
     ``distillguard calibrate``). ``signal_sample``: compute content signals on at most this many
     exchanges per account per day, chosen by a hash of request_id (shares stay unbiased; for logs
-    too large to classify every prompt).
+    too large to classify every prompt). ``intel_keys``: a :class:`distillguard.share.KeyRing`; with
+    it, indicators imported from peers (``distillguard share import``) are matched first (table
+    ``indicator_matches``) and matching accounts get ``SHARED_INDICATOR`` reasons (a table written
+    by ``distillguard share match`` is used as is). ``intel_rule``: a
+    :class:`distillguard.share.IntelRule` that lets such matches flag an account (off by default;
+    see ``docs/sharing.md``).
     """
     from distillguard.content import build_signals
 
@@ -112,6 +119,7 @@ def detect(
         _timed(summary, "signals", build_signals, engine, as_of=end, sample=signal_sample)
         moments = _steps(first, end, step) if step else []
         moments.append(end)
+        intel = _load_intel(con, intel_keys)
         first_flag: dict[str, datetime] = {}
         bar = Progress(TextColumn("[bold]detect"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                        TimeElapsedColumn(), console=console, disable=not progress)
@@ -120,6 +128,10 @@ def detect(
             for t in moments:
                 features, clusters = run_stages(engine, t, summary)
                 scored = _timed(summary, "score", model.score, features, clusters)
+                if intel is not None:
+                    from distillguard.share.watchlist import apply_intel
+
+                    scored = apply_intel(scored, intel[0], intel[1], t, intel_rule)
                 for a, f in zip(scored["account_id"], scored["flagged"], strict=True):
                     if f and a not in first_flag:
                         first_flag[a] = t
@@ -145,6 +157,24 @@ def detect(
     finally:
         con.close()
     return summary
+
+
+def _load_intel(con: Any, keys: Any) -> tuple[list[dict[str, Any]], dict[str, datetime]] | None:
+    """Rows of ``indicator_matches`` (rebuilt first when group keys are given) and each account's
+    first exchange; None when there is no imported intel (detection then runs exactly as without)."""
+    names = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if keys is not None and "shared_indicators" in names:
+        from distillguard.share.watchlist import build_indicator_matches
+
+        build_indicator_matches(con, keys)
+        names.add("indicator_matches")
+    if "indicator_matches" not in names:
+        return None
+    matches = con.sql("SELECT * FROM indicator_matches").to_arrow_table().to_pylist()
+    if not matches:
+        return None
+    first = dict(con.execute("SELECT account_id, min(ts) FROM exchanges GROUP BY account_id").fetchall())
+    return matches, first
 
 
 def _steps(first: datetime, end: datetime, step: timedelta) -> list[datetime]:

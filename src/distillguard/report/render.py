@@ -154,7 +154,10 @@ def _sections(c: dict[str, Any]) -> list[Section]:
         ("Sign-ups per day", ["day", "accounts"], facet(c["signups"], ["day", "accounts"])),
         ("Models", ["model", "exchanges", "accounts"], facet(c["models"], ["value", "exchanges", "accounts"])),
         ("Top reasons", ["reason", "accounts", "example"], facet(c["top_reasons"], ["phrase", "accounts", "example"])),
-    ]
+    ] + ([("Shared indicators matched (imported from peers)",
+           ["indicator", "kind", "provider", "shared", "accounts"],
+           facet(c["shared_indicators"], ["indicator_id", "kind", "provider", "shared_at", "accounts"]))]
+         if c.get("shared_indicators") else [])
 
 
 def _cell_md(v: Any) -> str:
@@ -251,6 +254,29 @@ def _index(campaigns: list[dict[str, Any]], names: list[str]) -> tuple[str, str]
     return "\n".join(md) + "\n", _html_page("Campaigns", body)
 
 
+def _attach_shared_indicators(engine: Engine, campaigns: list[dict[str, Any]]) -> None:
+    """Peers' indicators that the campaign's flagged members matched (table ``indicator_matches``,
+    written by the share stage), as ``c["shared_indicators"]``; nothing when no intel was imported."""
+    if not campaigns or not engine.has_table("indicator_matches"):
+        return
+    members = [(c["campaign_id"], a) for c in campaigns for a in c["members"]]
+    engine.register("_report_shared_members", pa.table({"campaign_id": [m[0] for m in members],
+                                                        "account_id": [m[1] for m in members]},
+                                                       schema=pa.schema([("campaign_id", pa.string()),
+                                                                         ("account_id", pa.string())])))
+    rows = engine.query(
+        "SELECT m.campaign_id, i.indicator_id, i.kind, i.provider, CAST(CAST(i.shared_at AS DATE) AS VARCHAR) AS "
+        "shared_at, COUNT(DISTINCT i.account_id) AS accounts FROM indicator_matches i "
+        "JOIN _report_shared_members m ON m.account_id = i.account_id "
+        "GROUP BY ALL ORDER BY m.campaign_id, accounts DESC, i.kind, i.indicator_id").to_pylist()
+    by: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by.setdefault(r.pop("campaign_id"), []).append(r)
+    for c in campaigns:
+        if c["campaign_id"] in by:
+            c["shared_indicators"] = by[c["campaign_id"]]
+
+
 def write_reports(engine: Engine, out_dir: Path, *, quote_samples: bool = True) -> list[Path]:
     """Write ``<campaign>.md`` and ``<campaign>.html`` per campaign, ``campaigns.json``, ``index.md``
     and ``index.html`` under ``out_dir`` from table ``campaigns`` (run :func:`build_campaigns` first);
@@ -260,6 +286,7 @@ def write_reports(engine: Engine, out_dir: Path, *, quote_samples: bool = True) 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     campaigns = read_campaigns(engine)
+    _attach_shared_indicators(engine, campaigns)
     paths: list[Path] = []
     names: list[str] = []
     seen: set[str] = set()
