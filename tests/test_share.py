@@ -359,3 +359,25 @@ def test_misp_event_carries_the_same_values_and_no_raw_ones(world: dict) -> None
         if c.kind in ("payment", "ip", "user_agent"):
             assert c.value not in text
     assert any("AML.T0024" in t["name"] for t in ev["Tag"])
+
+
+def test_decision_service_challenges_a_new_account_on_a_shared_card(world: dict) -> None:
+    """Provider B's `distillguard serve --intel-db --group-key`: an account created with a card a peer
+    shared is challenged on its first request, before it has any history; a stranger is allowed."""
+    from distillguard.serve.config import ServeConfig
+    from distillguard.serve.server import build_scorer
+
+    db = _copy_store(world, "b_serve.duckdb")
+    import_bundle(db, world["bundle"])
+    pay = next(c for c in world["plan"].exported if c.kind == "payment")
+    with pytest.raises(ValueError, match="go together"):
+        ServeConfig(intel_db=db)
+    scorer = build_scorer(ServeConfig(intel_db=db, group_key=world["key_file"]))
+    t = datetime(2026, 6, 1, tzinfo=UTC)
+    for acct, card in (("b-new", pay.value), ("b-stranger", "pm_someone_else")):
+        scorer.learn_account({"account_id": acct, "created_at": t, "payment_fingerprint": card})
+    first = {"request_id": "r1", "account_id": "b-new", "ts": t + timedelta(minutes=1), "model": "m"}
+    d = scorer.score_one(first)
+    assert d.action == "challenge" and d.reasons[0].startswith("SHARED_INDICATOR")
+    other = scorer.score_one(dict(first, request_id="r2", account_id="b-stranger"))
+    assert other.action == "allow"

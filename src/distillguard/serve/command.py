@@ -34,6 +34,10 @@ def serve_command(
     redis_url: Annotated[str | None, typer.Option("--redis-url", help="Keep the scorer state in Redis, shared "
                                                                       "by every replica (redis://host:6379/0).")]
     = None,
+    intel_db: Annotated[Path | None, typer.Option("--intel-db", help="Store holding peers' indicators imported "
+                                                                   "with `distillguard share import/pull`.")] = None,
+    group_key: Annotated[Path | None, typer.Option("--group-key", help="Group key file matching those "
+                                                                     "indicators (with --intel-db).")] = None,
 ) -> None:
     """Run the HTTP decision service (nginx auth_request, Envoy ext_authz, generic /v1/decide)."""
     import uvicorn
@@ -45,7 +49,8 @@ def serve_command(
     try:
         cfg = ServeConfig.load(config, host=host, port=port, key_map=key_map, policy=policy,
                                calibration=calibration, fail_mode=fail_mode, snapshot_path=snapshot,
-                               audit_dir=audit_dir, edge_learn=edge_learn, redis_url=redis_url)
+                               audit_dir=audit_dir, edge_learn=edge_learn, redis_url=redis_url,
+                               intel_db=intel_db, group_key=group_key)
     except (ValueError, TypeError) as e:
         raise typer.BadParameter(str(e)) from e
     if cfg.host not in ("127.0.0.1", "::1", "localhost") and not cfg.shared_secret:

@@ -30,7 +30,9 @@ class ServeConfig:
     is learned (docs/serve.md, "How content reaches the scorer"). ``scorer_thread``: score on a worker
     thread (the budget can cut a slow call short) or on the event loop (no thread hop; faster).
     ``redis_url``: keep the scorer state in Redis, shared by every replica (``online.RedisState``);
-    buffered writes are flushed every ``flush_every_s`` and at shutdown.
+    buffered writes are flushed every ``flush_every_s`` and at shutdown. ``intel_db`` + ``group_key``:
+    indicators peers shared (``distillguard share import/pull`` into that store) become the scorer's
+    watchlist, so a new account whose keyed card or IP block matches is challenged at once.
     """
 
     host: str = "127.0.0.1"
@@ -55,9 +57,11 @@ class ServeConfig:
     shared_secret: str | None = None
     challenge_url: str | None = None
     model_ceilings: dict[str, int] = field(default_factory=dict)
+    intel_db: Path | None = None
+    group_key: Path | None = None
 
     def __post_init__(self) -> None:
-        for name in ("key_map", "policy", "calibration", "snapshot_path", "audit_dir"):
+        for name in ("key_map", "policy", "calibration", "snapshot_path", "audit_dir", "intel_db", "group_key"):
             v = getattr(self, name)
             if v is not None and not isinstance(v, Path):
                 setattr(self, name, Path(v))
@@ -65,6 +69,8 @@ class ServeConfig:
             raise ValueError(f"fail_mode must be one of {_FAIL_MODES}, got {self.fail_mode!r}")
         if self.edge_learn not in _EDGE_LEARN:
             raise ValueError(f"edge_learn must be one of {_EDGE_LEARN}, got {self.edge_learn!r}")
+        if (self.intel_db is None) != (self.group_key is None):
+            raise ValueError("intel_db and group_key go together (the indicators are keyed with the group key)")
         if self.max_in_flight < 1 or self.decision_budget_ms <= 0:
             raise ValueError("max_in_flight must be >= 1 and decision_budget_ms > 0")
 

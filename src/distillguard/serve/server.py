@@ -28,11 +28,17 @@ def build_scorer(config: ServeConfig) -> OnlineScorer:
 
     model = RiskModel.load(config.calibration) if config.calibration else default_model()
     policy = Policy.from_yaml(config.policy) if config.policy else Policy.default()
+    watchlist = None
+    if config.intel_db is not None and config.group_key is not None:
+        from distillguard.share import Watchlist, load_keys
+
+        watchlist = Watchlist.from_store(config.intel_db, load_keys(config.group_key))
     if config.redis_url:
         from distillguard.online.redis_state import RedisState
 
-        return OnlineScorer(model, policy, state=RedisState(config.redis_url, prefix=config.redis_prefix))
-    return OnlineScorer(model, policy)
+        return OnlineScorer(model, policy, watchlist=watchlist,
+                            state=RedisState(config.redis_url, prefix=config.redis_prefix))
+    return OnlineScorer(model, policy, watchlist=watchlist)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
