@@ -227,6 +227,7 @@ def _register_stage_commands() -> None:
     """Commands whose options live beside their stage (one module per verb)."""
     from distillguard.evaluate.command import evaluate_command
     from distillguard.online.command import replay_command
+    from distillguard.provenance.command import evidence_app, provenance_app, watermark_app
     from distillguard.serve.command import serve_command
     from distillguard.share.command import share_app
     from distillguard.simulate.command import simulate_command
@@ -236,6 +237,9 @@ def _register_stage_commands() -> None:
     app.command("replay")(replay_command)
     app.command("serve")(serve_command)
     app.add_typer(share_app, name="share")
+    app.add_typer(watermark_app, name="watermark")
+    app.add_typer(provenance_app, name="provenance")
+    app.add_typer(evidence_app, name="evidence")
 
 
 _register_stage_commands()
