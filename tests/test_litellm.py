@@ -327,36 +327,6 @@ def test_usage_tokens_from_a_litellm_response() -> None:
 
 
 # -- two proxies sharing state through Redis -----------------------------------------------------------
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A throwaway redis-server: loopback, free port, no persistence; killed at teardown."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server is not on PATH (make sysdeps / apt-get install redis-server)")
-    redis = pytest.importorskip("redis")
-    d = tmp_path_factory.mktemp("redis")
-    port = _free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(d)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 10
-    try:
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail("redis-server did not start")
-                time.sleep(0.05)
-        yield url
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait(10)
-
-
 def test_two_proxies_share_state_through_redis(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> None:
     """Two proxy processes (as two replicas, or two workers) with ``redis_url``: an account's token
     bucket and the batch containment are shared, so alternating between them does not double its rate."""

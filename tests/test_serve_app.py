@@ -325,43 +325,20 @@ def test_shared_secret_guards_everything_but_healthz() -> None:
         assert c.post("/v1/decide", json={"account_id": "a"}, headers={"X-Distillguard-Secret": "k"}).status_code == 200
 
 
-def test_two_replicas_share_state_through_redis(tmp_path: Path) -> None:
+def test_two_replicas_share_state_through_redis(redis_url: str) -> None:
     """Two decision services on one redis-server: a bucket one replica spent is empty on the other."""
-    import shutil
-
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server not installed (apt-get install redis-server)")
     from distillguard.online.redis_state import RedisState
 
-    port = free_port()
-    rs = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                           "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-    try:
-        url = f"redis://127.0.0.1:{port}/0"
-        import redis
-
-        t0 = time.monotonic()
-        while True:
-            try:
-                redis.Redis.from_url(url).ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() - t0 < 10
-                time.sleep(0.05)
-        a = OnlineScorer(MODEL, TIGHT, state=RedisState(url, prefix="t"))
-        b = OnlineScorer(MODEL, TIGHT, state=RedisState(url, prefix="t"))
-        with serve(a, flush_every_s=0.05) as ca, serve(b, flush_every_s=0.05) as cb:
-            assert [nginx_get(ca, "sk-r", f"r{i}").headers["x-distillguard-action"] for i in range(2)] == \
-                ["allow", "allow"]
-            time.sleep(0.3)  # A's buffered writes reach Redis (flush_every_s)
-            # B has never seen this account: its very first request finds the shared bucket empty
-            r = cb.get("/v1/auth/nginx", headers={"Authorization": "Bearer sk-r"})
-            assert r.headers["x-distillguard-action"] == "throttle"
-            assert "RATE_LIMIT" in r.headers["x-distillguard-reasons"]
-    finally:
-        rs.terminate()
-        rs.wait(10)
+    a = OnlineScorer(MODEL, TIGHT, state=RedisState(redis_url, prefix="t"))
+    b = OnlineScorer(MODEL, TIGHT, state=RedisState(redis_url, prefix="t"))
+    with serve(a, flush_every_s=0.05) as ca, serve(b, flush_every_s=0.05) as cb:
+        assert [nginx_get(ca, "sk-r", f"r{i}").headers["x-distillguard-action"] for i in range(2)] == \
+            ["allow", "allow"]
+        time.sleep(0.3)  # A's buffered writes reach Redis (flush_every_s)
+        # B has never seen this account: its very first request finds the shared bucket empty
+        r = cb.get("/v1/auth/nginx", headers={"Authorization": "Bearer sk-r"})
+        assert r.headers["x-distillguard-action"] == "throttle"
+        assert "RATE_LIMIT" in r.headers["x-distillguard-reasons"]
 
 
 # -- the command ---------------------------------------------------------------------------------
