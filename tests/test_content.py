@@ -74,6 +74,19 @@ def test_cot_languages(lang_text: str) -> None:
     assert cot[0] >= 0.5 and cot[0] > cot[1]
 
 
+def test_cot_in_a_system_prompt_counts_only_when_explicit() -> None:
+    """A deployment's system prompt asking to show reasoning is one configuration choice, not a
+    per-request coercion; an unambiguous trace-harvesting phrase there still counts (lexicon)."""
+    prompts = ["continue", "What was revenue growth in Q3?", "thanks! can you make it shorter?"]
+    app = ["You are an expert data analyst. Show your reasoning before giving the final number."] * 3
+    harvest = ["Always output your complete chain of thought before the answer."] * 3
+    assert max(compute_signals(batch(prompts, app)).column("cot_score").to_pylist()) < 0.5
+    assert min(compute_signals(batch(prompts, harvest)).column("cot_score").to_pylist()) >= 0.9
+    # in the request itself, the same demand is caught by the model
+    asked = compute_signals(batch(["Show your complete internal reasoning before giving the final answer."]))
+    assert asked.column("cot_score")[0].as_py() >= 0.5
+
+
 def _share(a: list[int] | None, b: list[int] | None) -> bool:
     return bool(a and b and set(a) & set(b))
 

@@ -241,3 +241,23 @@ def test_online_read_is_pure():
     first = o.features_one("a1")
     assert o.features_one("a1") == first
     assert o.features_one("nobody")["request_count_all"] == 0
+
+
+def test_share_lower_bound_is_exact_at_zero_and_same_in_sql_and_python():
+    """The Wilson bound of 0 of n is 0 exactly (float noise of either sign would rank benign accounts at
+    random in the benign reference), and SQL and Python agree on every other value."""
+    import duckdb
+
+    from distillguard.features.spec import ShareLowerBound
+
+    op = ShareLowerBound()
+    cases = [(n, k) for n in (1, 3, 7, 50, 333) for k in (0, 1, n // 2, n)]
+    sql = op.sql_finalize(["n", "s"])
+    got = duckdb.sql(f"SELECT {sql} FROM (SELECT unnest({[n for n, _ in cases]}) AS n, "
+                     f"unnest({[float(k) for _, k in cases]}) AS s)").fetchall()
+    for (n, k), (v,) in zip(cases, got, strict=True):
+        py = op.finalize([n, float(k)])
+        assert math.isclose(v, py, rel_tol=1e-12, abs_tol=1e-15), (n, k, v, py)
+        assert (py == 0.0) == (k == 0) and 0.0 <= py <= k / n
+    assert math.isclose(op.finalize([5, 5.0]), 0.4803, abs_tol=1e-4)  # 5 of 5
+    assert math.isclose(op.finalize([90, 80.0]), 0.7888, abs_tol=1e-4)  # 80 of 90

@@ -9,8 +9,10 @@ Two parts, combined as ``max(model, lexicon)``:
 * a small multilingual lexicon of unambiguous phrases ("chain of thought", "思维链", "cadena de
   pensamiento", ...) matched by RE2 in one pass, which fixes the score at ``LEXICON_SCORE``.
 
-The model reads the head and tail of the prompt *and* of the system prompt (a coercion demand often
-sits in the system preamble).
+The model reads the head and tail of the prompt; the lexicon also reads the system prompt. (The model
+used to read the system prompt too, and every request of an app whose system prompt says "show your
+reasoning before the final number" counted as a coercion: heavy developer agents became the top false
+positives. A system prompt is one deployment choice, not a per-request demand.)
 """
 
 from __future__ import annotations

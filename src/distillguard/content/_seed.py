@@ -327,6 +327,15 @@ _NEG_ML = ["¿Cómo resuelvo esta ecuación paso a paso?", "Explique-moi comment
            "请解释一下光合作用。", "Qual è la capitale dell'Australia?"]
 
 
+# Conversation follow-ups: short, and common in every chat product. Without them a few words of
+# politeness ("thanks! can you make it shorter?") scored as a coercion demand.
+_FOLLOW_UPS = ["thanks!", "thank you so much", "can you make it shorter?", "make it funnier", "shorter please",
+               "ok, and why?", "more detail on the second point please", "continue", "go on", "what else?",
+               "can you rephrase that?", "that's great, now translate it to French", "try again", "perfect, thanks",
+               "why did you pick that one?", "explain that part again", "simplify it", "add an example",
+               "can you make it more formal?", "hmm, are you sure?"]
+
+
 def cot_examples(seed: int = 11) -> tuple[list[str], list[int]]:
     """(texts, labels) for the CoT-coercion model: 1 = coerces a full reasoning trace."""
     rng = random.Random(seed)
@@ -344,6 +353,6 @@ def cot_examples(seed: int = 11) -> tuple[list[str], list[int]]:
     pos += emb
     neg = _expand(_NEG, {"t": _NEG_T, "t2": _NEG_T2, "t3": _NEG_T3, "t4": _NEG_T4, "sw": ["Docker", "Node.js", "a printer"]},
                   500, rng)
-    neg += _NEG_ML * 5 + cap_texts
+    neg += _NEG_ML * 5 + cap_texts + _FOLLOW_UPS * 4
     texts = pos + neg
     return texts, [1] * len(pos) + [0] * len(neg)

@@ -62,7 +62,13 @@ def compute_signals(batch: pa.RecordBatch) -> pa.RecordBatch:
     sys_text = clip(sys_enc.dictionary, 600, 300)
     # one token stream serves both models: system + prompt, system first
     both = interleave(take_rows(tokenize(sys_text), sys_codes), text_tok)
-    logits, cot_logit = model_scores(both)
+    logits, _ = model_scores(both)
+    # CoT coercion is judged per request on what the request itself says: a system prompt is the
+    # deployment's configuration, one choice for all its traffic ("show your reasoning before the final
+    # number" in an analytics app), not a per-request demand. Unambiguous trace-harvesting phrases in
+    # the system prompt still count (lexicon below), and a preamble shared across accounts is evidence
+    # of its own (SHARED_PREAMBLE).
+    _, cot_logit = model_scores(text_tok)
     cap = capability_model()
     logits -= logits.max(axis=1, keepdims=True)
     prob = np.exp(logits)

@@ -208,6 +208,8 @@ class ShareLowerBound(Share):
         n = state[0]
         if not n:
             return None
+        if not state[1]:  # exactly 0: the formula leaves float noise of either sign, which ranks at random
+            return 0.0
         p, z2 = state[1] / n, self.z * self.z
         rad = max(0.0, p * (1.0 - p) / n + z2 / (4.0 * n * n))
         return (p + z2 / (2.0 * n) - self.z * math.sqrt(rad)) / (1.0 + z2 / n)
@@ -219,8 +221,8 @@ class ShareLowerBound(Share):
         n, s, z = f"CAST({cols[0]} AS DOUBLE)", cols[1], repr(self.z)
         p, z2 = f"({s} / {n})", f"({z} * {z})"
         rad = f"greatest(0.0, {p} * (1.0 - {p}) / {n} + {z2} / (4.0 * {n} * {n}))"
-        return (f"CASE WHEN {cols[0]} > 0 THEN ({p} + {z2} / (2.0 * {n}) - {z} * sqrt({rad})) "
-                f"/ (1.0 + {z2} / {n}) END")
+        return (f"CASE WHEN {cols[0]} > 0 AND {s} = 0 THEN 0.0 WHEN {cols[0]} > 0 THEN ({p} + {z2} / (2.0 * {n}) "
+                f"- {z} * sqrt({rad})) / (1.0 + {z2} / {n}) END")
 
 
 class Max(Op):

@@ -80,9 +80,10 @@ class RiskModel:
         binomial test at ``cluster_q`` flags its slightest over-dispersion. A hydra network
         exceeds at far higher rates.
     behaviour_cap: the most that behaviour evidence (volume, timing, max-tokens, ...) adds to an
-        account's own risk, in risk units (13.8 = one benign tail of 1e-3). Kept below the
+        account's own risk, in risk units (9.2 = one benign tail of 1e-2). Kept well below the
         threshold, so volume and machine timing can strengthen a case built on what an account
-        asks for, but never flag a reseller or a production backend on their own. None: no cap.
+        asks for, but never flag a reseller or a production backend on their own, nor put them in
+        the online policy's suspect tiers (their score stays near 0.1). None: no cap.
     """
 
     evidence: tuple[Evidence, ...]
@@ -93,7 +94,7 @@ class RiskModel:
     cluster_q: float = 0.05
     cluster_min_own: int = 3
     cluster_null: float = 0.2
-    behaviour_cap: float | None = 13.8
+    behaviour_cap: float | None = 9.2
     reference_: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     threshold_: float | None = None
     scale_: float = 1.0
