@@ -51,6 +51,9 @@ def _world(n: int = 800, seed: int = 5):
     by_id["a1"]["payment_fingerprint"] = "card-X"  # a1 is batch-flagged below; a5 shares its card
     by_id["a5"]["payment_fingerprint"] = "card-X"
     for x, g in zip(ex, sig, strict=True):
+        if x["account_id"] in ("a10", "a11"):  # ordinary chat users: served until their bucket runs dry
+            g.update(capability="chat", cot_score=0.0)
+            x.update(thinking=False, max_tokens=512)
         x["signals"] = g
     return accounts, ex, sig
 
