@@ -119,7 +119,7 @@ def detect(
         _timed(summary, "signals", build_signals, engine, as_of=end, sample=signal_sample)
         moments = _steps(first, end, step) if step else []
         moments.append(end)
-        intel = _load_intel(con, intel_keys)
+        intel = _load_intel(engine, intel_keys)
         first_flag: dict[str, datetime] = {}
         bar = Progress(TextColumn("[bold]detect"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                        TimeElapsedColumn(), console=console, disable=not progress)
@@ -159,21 +159,20 @@ def detect(
     return summary
 
 
-def _load_intel(con: Any, keys: Any) -> tuple[list[dict[str, Any]], dict[str, datetime]] | None:
+def _load_intel(engine: DuckDBEngine, keys: Any) -> tuple[list[dict[str, Any]], dict[str, datetime]] | None:
     """Rows of ``indicator_matches`` (rebuilt first when group keys are given) and each account's
     first exchange; None when there is no imported intel (detection then runs exactly as without)."""
-    names = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    if keys is not None and "shared_indicators" in names:
+    if keys is not None and engine.has_table("shared_indicators"):
         from distillguard.share.watchlist import build_indicator_matches
 
-        build_indicator_matches(con, keys)
-        names.add("indicator_matches")
-    if "indicator_matches" not in names:
+        build_indicator_matches(engine.con, keys)
+    if not engine.has_table("indicator_matches"):
         return None
-    matches = con.sql("SELECT * FROM indicator_matches").to_arrow_table().to_pylist()
+    matches = engine.query("SELECT * FROM indicator_matches").to_pylist()
     if not matches:
         return None
-    first = dict(con.execute("SELECT account_id, min(ts) FROM exchanges GROUP BY account_id").fetchall())
+    first = {r["account_id"]: r["first"] for r in
+             engine.query("SELECT account_id, min(ts) AS first FROM exchanges GROUP BY account_id").to_pylist()}
     return matches, first
 
 

@@ -92,8 +92,7 @@ def replay(db: Path | str, out_dir: Path | str, *, model: RiskModel | None = Non
         if first is None:
             raise ValueError(f"{db}: no exchanges in the store (run `distillguard ingest` first)")
         t0 = time.perf_counter()
-        n_sig = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'signals'").fetchall()[0][0]
-        if not n_sig or con.execute("SELECT count(*) FROM signals").fetchall()[0][0] == 0:
+        if not engine.has_table("signals") or con.execute("SELECT count(*) FROM signals").fetchall()[0][0] == 0:
             build_signals(engine, as_of=last)
         secs["signals"] += time.perf_counter() - t0
         # A model's output ceiling is a static property of the API (its documented max_tokens), known

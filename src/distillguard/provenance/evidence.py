@@ -38,6 +38,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from distillguard.engines import DuckDBEngine
 from distillguard.provenance import chain
 from distillguard.provenance.keys import Key
 
@@ -181,8 +182,16 @@ def _open(db: duckdb.DuckDBPyConnection | Path | str) -> tuple[duckdb.DuckDBPyCo
     return duckdb.connect(str(db), read_only=True), True
 
 
-def _has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchall()[0][0])
+def _logged_records(db: duckdb.DuckDBPyConnection | Path | str, table: str) -> list[dict[str, Any]]:
+    """Every record of the log, in order; a clear error when nothing was ever logged."""
+    con, close = _open(db)
+    try:
+        if not DuckDBEngine(con).has_table(table):
+            raise ValueError(f"the store has no {table} table: nothing was logged")
+        return read_records(con, table)
+    finally:
+        if close:
+            con.close()
 
 
 def verify(db: duckdb.DuckDBPyConnection | Path | str, key: Key, *, anchor: dict[str, Any] | None = None,
@@ -192,14 +201,7 @@ def verify(db: duckdb.DuckDBPyConnection | Path | str, key: Key, *, anchor: dict
     ``anchor`` (``{"seq", "record_hash"}``, e.g. an earlier export's manifest head) also detects
     records removed from the end. Opens a store path read-only.
     """
-    con, close = _open(db)
-    try:
-        if not _has_table(con, table):
-            raise ValueError(f"the store has no {table} table: nothing was logged")
-        recs = read_records(con, table)
-    finally:
-        if close:
-            con.close()
+    recs = _logged_records(db, table)
     res = chain.verify_records(recs, key.secret, key.key_id, anchor=anchor)
     return VerifyResult(res["ok"], res["records"], res["head_seq"], res["head_hash"], key.key_id,
                         [Issue(**i) for i in res["issues"]])
@@ -257,14 +259,7 @@ def export(db: duckdb.DuckDBPyConnection | Path | str, out_dir: Path | str, *, k
     tampered log still happens: the evidence of tampering is evidence too). ``zip_bundle`` also
     writes ``<out_dir>.zip``.
     """
-    con, close = _open(db)
-    try:
-        if not _has_table(con, table):
-            raise ValueError(f"the store has no {table} table: nothing was logged")
-        recs = read_records(con, table)
-    finally:
-        if close:
-            con.close()
+    recs = _logged_records(db, table)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = []

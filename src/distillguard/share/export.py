@@ -24,6 +24,7 @@ import pyarrow as pa
 import stix2
 
 from distillguard.contract import SIGNALS
+from distillguard.engines import DuckDBEngine
 from distillguard.share import _sql
 from distillguard.share.keys import KEYED_KINDS, KeyRing, is_public_email_domain, normalise
 from distillguard.share.stix import (
@@ -136,7 +137,7 @@ def _connect(db: Path | str) -> duckdb.DuckDBPyConnection:
 
 
 def _has(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchall()[0][0])
+    return DuckDBEngine(con).has_table(name)
 
 
 def _campaign(con: duckdb.DuckDBPyConnection, campaign_id: str) -> dict[str, Any]:

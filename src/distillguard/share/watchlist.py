@@ -19,6 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from distillguard.contract import SIGNALS
+from distillguard.engines import DuckDBEngine
 from distillguard.share import _sql
 from distillguard.share.imports import ensure_share_tables
 from distillguard.share.keys import KeyRing
@@ -162,7 +163,7 @@ def build_indicator_matches(con: duckdb.DuckDBPyConnection, keys: KeyRing, *, no
     if not len(wl):
         return 0
     signals = "signals"
-    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'signals'").fetchall()[0][0]:
+    if not DuckDBEngine(con).has_table("signals"):
         con.register("_share_empty_signals", SIGNALS.schema.empty_table())
         signals = "_share_empty_signals"
     con.execute("CREATE OR REPLACE TEMP TABLE _share_mobs AS "
