@@ -75,6 +75,13 @@ def logdir(tmp_path: Path) -> Path:
     return d
 
 
+def free_port() -> int:
+    """A loopback port that was free a moment ago (for servers that cannot report a port-0 bind)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A throwaway real redis-server: loopback, free port, no RDB/AOF, in a temp dir; killed at
@@ -84,9 +91,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip("redis-server is not on PATH (make sysdeps / apt-get install redis-server)")
     redis = pytest.importorskip("redis")
     d = tmp_path_factory.mktemp("redis")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                              "--dir", str(d)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     url = f"redis://127.0.0.1:{port}/0"

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from conftest import free_port
 
 pytestmark = pytest.mark.litellm
 
@@ -36,12 +37,6 @@ DEPLOY = ROOT / "deploy" / "litellm"
 MASTER = "sk-distillguard-demo"
 MOCK = "Hello from the mock model."
 BURST = 2  # the test policy's per-account bucket: the third request of an account in quick succession is throttled
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _write_fixture(d: Path) -> None:
@@ -70,7 +65,7 @@ def _write_fixture(d: Path) -> None:
 
 def _spawn(d: Path, config: Path, guard: Path, log_name: str) -> tuple[subprocess.Popen[bytes], str]:
     """Start ``litellm --config`` on a free loopback port (one worker, no database)."""
-    port = _free_port()
+    port = free_port()
     exe = Path(sys.executable).with_name("litellm")
     cmd = [str(exe) if exe.exists() else "litellm", "--config", str(config), "--host", "127.0.0.1",
            "--port", str(port), "--num_workers", "1"]

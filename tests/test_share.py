@@ -17,6 +17,7 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
+from conftest import free_port
 from distillguard.share import (
     GroupKey,
     KeyRing,
@@ -74,10 +75,7 @@ def _copy_store(world: dict, name: str) -> Path:
 
 @pytest.fixture(scope="module")
 def taxii(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = free_port()
     cfg = medallion_config(tmp_path_factory.mktemp("taxii"), {"labA": "pw-a", "labB": "pw-b"}, port=port)
     proc = subprocess.Popen([sys.executable, "-m", "medallion.scripts.run", "--host", "127.0.0.1", "--port",
                              str(port), str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
