@@ -1,15 +1,18 @@
 """Watermark: generation marks, detection finds, keys are told apart, p-values are honest on
-never-watermarked text (10k+ texts, with and without repetition), bad input is refused clearly."""
+never-watermarked text (10k+ texts, with and without repetition), bad input is refused clearly, and
+the vectorised seed derivation is SipHash-2-4 exactly (reference test vectors)."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 
 import numpy as np
 import pytest
 from scipy.stats import binom
 
+from distillguard.provenance import watermark as wm
 from distillguard.provenance.keys import WatermarkKey, generate_key, load_key, save_key
 from distillguard.provenance.ngram import BigramLM
 from distillguard.provenance.watermark import (
@@ -18,11 +21,14 @@ from distillguard.provenance.watermark import (
     UnknownKeyError,
     Watermarker,
     WatermarkParams,
+    context_seeds,
     detect_ids,
     detect_many,
+    detect_pairs,
     detect_text,
     green_mask,
     is_green,
+    siphash24_rows,
     watermark_logits,
     with_tokenizer,
 )
@@ -133,11 +139,12 @@ def null_texts() -> tuple[list[np.ndarray], np.ndarray]:
     return texts, np.repeat([0, 1, 2], 4000)
 
 
-@pytest.fixture(scope="module")
-def null_detected(null_texts) -> tuple[KeyRing, DetectionBatch, DetectionBatch]:
-    """The 12k null texts through the detector once (de-duplicated), and the repetitive ones without."""
+@pytest.fixture(scope="module", params=[1, 2], ids=["width1", "width2"])
+def null_detected(null_texts, request) -> tuple[KeyRing, DetectionBatch, DetectionBatch]:
+    """The 12k null texts through the detector once per context width (de-duplicated), and the
+    repetitive ones without."""
     texts, kind = null_texts
-    ring = KeyRing([KA], params=WatermarkParams(context_width=1, gamma=0.25))
+    ring = KeyRing([KA], params=WatermarkParams(context_width=request.param, gamma=0.25))
     raw = detect_many([t for t, k in zip(texts, kind, strict=True) if k == 2], ring, dedup=False)
     return ring, detect_many(texts, ring), raw
 
@@ -179,6 +186,168 @@ def test_false_positive_rate_with_an_independent_key_per_text() -> None:
         assert size <= alpha
         k = (p <= alpha).sum()
         assert binom.ppf(1e-4, len(texts), size) <= k <= binom.isf(1e-4, len(texts), size), (alpha, k, size)
+
+
+# SipHash-2-4 reference vectors (Aumasson & Bernstein, reference implementation ``vectors.h``,
+# ``vectors_sip64``): key 00 01 .. 0f, message 00 01 .. (i-1) for i = 0..63, output bytes as printed
+# (little-endian u64).
+SIP64_VECTORS = [
+    "310e0edd47db6f72", "fd67dc93c539f874", "5a4fa9d909806c0d", "2d7efbd796666785", "b7877127e09427cf", "8da699cd64557618",
+    "cee3fe586e46c9cb", "37d1018bf50002ab", "6224939a79f5f593", "b0e4a90bdf82009e", "f3b9dd94c5bb5d7a", "a7ad6b22462fb3f4",
+    "fbe50e86bc8f1e75", "903d84c02756ea14", "eef27a8e90ca23f7", "e545be4961ca29a1", "db9bc2577fcc2a3f", "9447be2cf5e99a69",
+    "9cd38d96f0b3c14b", "bd6179a71dc96dbb", "98eea21af25cd6be", "c7673b2eb0cbf2d0", "883ea3e395675393", "c8ce5ccd8c030ca8",
+    "94af49f6c650adb8", "eab8858ade92e1bc", "f315bb5bb835d817", "adcf6b0763612e2f", "a5c91da7acaa4dde", "716595876650a2a6",
+    "28ef495c53a387ad", "42c341d8fa92d832", "ce7cf2722f512771", "e37859f94623f3a7", "381205bb1ab0e012", "ae97a10fd434e015",
+    "b4a31508beff4d31", "81396229f0907902", "4d0cf49ee5d4dcca", "5c73336a76d8bf9a", "d0a704536ba93e0e", "925958fcd6420cad",
+    "a915c29bc8067318", "952b79f3bc0aa6d4", "f21df2e41d4535f9", "87577519048f53a9", "10a56cf5dfcd9adb", "eb75095ccd986cd0",
+    "51a9cb9ecba312e6", "96afadfc2ce666c7", "72fe52975a4364ee", "5a1645b276d592a1", "b274cb8ebf87870a", "6f9bb4203de7b381",
+    "eaecb2a30b22a87f", "9924a43cc1315724", "bd838d3aafbf8db7", "0b1a2a3265d51aea", "135079a3231ce660", "932b2846e4d70666",
+    "e1915f5cb1eca46c", "f325965ca16d629f", "575ff28e60381be5", "724506eb4c328a95",
+]
+
+
+def _siphash24_scalar(key: bytes, msg: bytes) -> int:
+    """SipHash-2-4 written from the paper, one message at a time (the independent reference)."""
+    mask = (1 << 64) - 1
+
+    def rotl(x: int, b: int) -> int:
+        return ((x << b) | (x >> (64 - b))) & mask
+
+    def rounds(v: list[int], n: int) -> None:
+        for _ in range(n):
+            v[0] = (v[0] + v[1]) & mask
+            v[1] = rotl(v[1], 13) ^ v[0]
+            v[0] = rotl(v[0], 32)
+            v[2] = (v[2] + v[3]) & mask
+            v[3] = rotl(v[3], 16) ^ v[2]
+            v[0] = (v[0] + v[3]) & mask
+            v[3] = rotl(v[3], 21) ^ v[0]
+            v[2] = (v[2] + v[1]) & mask
+            v[1] = rotl(v[1], 17) ^ v[2]
+            v[2] = rotl(v[2], 32)
+
+    k0, k1 = int.from_bytes(key[:8], "little"), int.from_bytes(key[8:], "little")
+    v = [k0 ^ 0x736F6D6570736575, k1 ^ 0x646F72616E646F6D, k0 ^ 0x6C7967656E657261, k1 ^ 0x7465646279746573]
+    full = len(msg) - len(msg) % 8
+    blocks = [int.from_bytes(msg[i:i + 8], "little") for i in range(0, full, 8)]
+    blocks.append(int.from_bytes(msg[full:], "little") | (len(msg) & 0xFF) << 56)
+    for m in blocks:
+        v[3] ^= m
+        rounds(v, 2)
+        v[0] ^= m
+    v[2] ^= 0xFF
+    rounds(v, 4)
+    return v[0] ^ v[1] ^ v[2] ^ v[3]
+
+
+def test_scalar_siphash_reference_matches_the_published_vectors() -> None:
+    key = bytes(range(16))
+    assert len(SIP64_VECTORS) == 64
+    got = [_siphash24_scalar(key, bytes(range(i))).to_bytes(8, "little").hex() for i in range(64)]
+    assert got == SIP64_VECTORS
+    assert _siphash24_scalar(key, bytes(range(15))) == 0xA129CA6149BE45E5  # the paper's worked example
+
+
+def test_numpy_siphash_matches_the_published_vectors_and_the_reference_at_every_width() -> None:
+    key = bytes(range(16))
+    for w in range(16):  # messages of 4w bytes: every published vector whose length the contexts can take
+        msg = np.frombuffer(bytes(range(4 * w)), dtype="<u4").reshape(1, w)
+        many = np.repeat(msg, wm._SIP_SCALAR_MAX + 1, axis=0)  # the vectorised path, not the few-rows one
+        for got in (siphash24_rows(key, msg)[0], siphash24_rows(key, many)[-1]):
+            assert int(got).to_bytes(8, "little").hex() == SIP64_VECTORS[4 * w], w
+    rng = np.random.default_rng(11)
+    for w in range(1, 9):
+        k = rng.bytes(16)
+        rows = rng.integers(0, 2**32, size=(300, w), dtype=np.uint64).astype(np.int64)
+        rows[0] = 0
+        rows[1] = 2**32 - 1  # every bit of every id set: the top half of the words
+        want = [_siphash24_scalar(k, r.astype("<u4").tobytes()) for r in rows]
+        assert siphash24_rows(k, rows).tolist() == want, w
+        assert siphash24_rows(k, rows[:3]).tolist() == want[:3], w  # a generation step's few rows
+    # more rows than one vectorised chunk, and ids that wrap to uint32 like the message encoding says
+    rows = rng.integers(-(2**33), 2**33, size=(wm._SIP_CHUNK + 7, 3))
+    got = siphash24_rows(key, rows)
+    for i in (0, wm._SIP_CHUNK - 1, wm._SIP_CHUNK, len(rows) - 1):
+        assert int(got[i]) == _siphash24_scalar(key, (rows[i] % 2**32).astype("<u4").tobytes())
+    with pytest.raises(ValueError, match="16-byte"):
+        siphash24_rows(b"short", rows)
+
+
+def test_context_seeds_are_siphash_under_a_subkey_derived_once_per_key(monkeypatch) -> None:
+    ctx = np.random.default_rng(12).integers(0, 50_000, size=(2000, 2))
+    sub = hmac.digest(KA.secret, b"distillguard/kgw/v2/siphash-2-4", "sha256")[:16]
+    seeds = context_seeds(KA, ctx)
+    assert [int(seeds[i]) for i in (0, 1, 1999)] == [
+        _siphash24_scalar(sub, ctx[i].astype("<u4").tobytes()) for i in (0, 1, 1999)]
+    assert len(np.unique(seeds)) == 2000 and (context_seeds(KB, ctx) != seeds).all()
+    assert (context_seeds(KA, ctx[:, :1]) != context_seeds(KA, np.column_stack([ctx[:, :1], ctx[:, :1] * 0])))\
+        .all()  # the message length is hashed: (a) and (a, 0) are different contexts
+    # the secret enters through one HMAC per key and call, never one per context (the old 2-3 us each)
+    calls = []
+    real = wm.hmac.digest
+    monkeypatch.setattr(wm.hmac, "digest", lambda *a: calls.append(1) or real(*a))
+    ids = np.random.default_rng(13).integers(0, 50_000, size=30_000)
+    detect_ids(ids, KeyRing([KA, KB], params=WatermarkParams(context_width=2)))
+    assert len(calls) == 2
+
+
+def _naive_counts(rows: np.ndarray, key: WatermarkKey, gamma: float, dedup: bool) -> tuple[int, int]:
+    """Scored pairs and green count the obvious way: a Python set of row tuples, and the per-pair
+    membership ``is_green`` (one seed per row: no sorting, no seed reuse)."""
+    pairs = list({tuple(r): None for r in rows.tolist()}) if dedup else [tuple(r) for r in rows.tolist()]
+    arr = np.array(pairs, dtype=np.int64).reshape(len(pairs), rows.shape[1])
+    return len(pairs), int(is_green(key, arr[:, :-1], arr[:, -1], gamma).sum())
+
+
+@pytest.mark.parametrize("w", [1, 2, 4, 6])
+def test_fast_detection_counts_what_the_naive_count_does(w: int) -> None:
+    """De-duplication by packed sort keys and seed reuse across sorted contexts change nothing: the
+    same pairs are scored and the same ones are green as with a set of tuples and one lookup per pair.
+    Width 4 and 6 over a 50k vocabulary need several packed words per row (the rank-folding path)."""
+    rng = np.random.default_rng(20 + w)
+    ring = KeyRing([KA, KB], params=WatermarkParams(context_width=w))
+    phrase = rng.integers(0, 50_000, size=40)
+    texts = [np.concatenate([np.tile(phrase, 5), rng.integers(0, 50_000, size=60), phrase]),
+             rng.integers(0, 7, size=400), rng.integers(0, 50_000, size=300)]  # repeats, few ids, all new
+    for ids in texts:
+        rows = np.lib.stride_tricks.sliding_window_view(ids, w + 1)
+        for dedup in (True, False):
+            d = detect_ids(ids, ring, dedup=dedup)
+            for key in (KA, KB):
+                n, g = _naive_counts(rows, key, 0.25, dedup)
+                assert d.tokens_scored == n
+                assert round(d.p_per_key[key.key_id], 12) == round(float(wm.binomial_p(g, n, 0.25)), 12)
+            assert detect_pairs(rows[::-1], ring, dedup=dedup).p_per_key == d.p_per_key  # order is irrelevant
+    texts += [rng.integers(0, 50_000, size=w), np.array([], dtype=np.int64)]  # nothing to score in these
+    batch = detect_many(texts, ring)
+    for i, ids in enumerate(texts):
+        rows = np.lib.stride_tricks.sliding_window_view(ids, w + 1) if len(ids) > w else np.empty((0, w + 1))
+        assert batch.tokens_total[i] == len(ids)
+        assert batch.green[i].tolist() == [_naive_counts(rows, k, 0.25, True)[1] for k in (KA, KB)]
+        assert batch.tokens_scored[i] == (detect_ids(ids, ring).tokens_scored if len(ids) > w else 0)
+    assert batch.p_value[-2:].tolist() == [1.0, 1.0]
+    # pooled: windows never cross from one text into the next
+    pooled = detect_ids(texts, ring)
+    rows = np.concatenate([np.lib.stride_tricks.sliding_window_view(t, w + 1) for t in texts[:3]])
+    assert pooled.tokens_total == sum(map(len, texts))
+    assert (pooled.tokens_scored, pooled.green) == _naive_counts(rows, KB if pooled.key_id == "wm-b" else KA, 0.25, True)
+    with pytest.raises(ValueError, match="sequence 2: token ids outside"):
+        detect_many([texts[0], texts[1], [1, -1, 2]], ring)
+    with pytest.raises(ValueError, match="sequence 1: token ids outside"):
+        detect_ids([texts[0], [5, -3, 9, 9, 9, 9, 9, 9]], ring)
+
+
+def test_distinct_rows_equal_numpy_unique_rows() -> None:
+    rng = np.random.default_rng(30)
+    for trial in range(200):
+        n, c = int(rng.integers(0, 300)), int(rng.integers(2, 10))
+        hi = int(rng.choice([2, 50, 50_257, 2**31, 2**40, 2**62]))
+        a = rng.integers(-3 if trial % 5 == 0 else 0, hi, size=(n, c))
+        if n > 3:
+            a = np.concatenate([a, a[rng.integers(0, n, size=n)]])  # repeats
+        want = np.unique(a, axis=0) if len(a) else a
+        got = wm._distinct_rows(a)
+        assert got.shape == want.shape and (got == want).all(), (trial, n, c, hi)
 
 
 def test_bad_input_gets_a_clear_error() -> None:
