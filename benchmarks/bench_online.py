@@ -115,7 +115,8 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=None)
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--signals-sample", type=int, default=300)
-    ap.add_argument("--repeat", type=int, default=3, help="best of N passes (fresh scorer each)")
+    ap.add_argument("--repeat", type=int, default=3, help="best of N passes (fresh scorer each; best by CPU "
+                    "seconds, the fair one-core figure on a shared machine)")
     ap.add_argument("--risk-every", type=int, default=1, help="OnlineScorer(risk_every=...): 1 = exact")
     args = ap.parse_args()
 
@@ -128,7 +129,7 @@ def main() -> None:
         s = OnlineScorer(data["model"], Policy.default(), risk_every=args.risk_every)
         setup(s, data)
         wall, lat, cpu = run(s, data["stream"])
-        if best is None or wall < best[0]:
+        if best is None or cpu < best[3]:
             best = (wall, lat, s, cpu)
     wall, lat, s, cpu = best
     # content signals on one request at a time

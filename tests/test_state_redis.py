@@ -246,3 +246,23 @@ def test_cluster_bucket_and_watchlist_across_replicas(redis_url):
     a.flush()
     dw = b.score_one(_ex(20, "w", T0 + timedelta(seconds=20)))
     assert dw.action == "challenge" and dw.reasons[0] == "SHARED_INDICATOR: card on a shared list"
+
+
+def test_records_and_ops_json_round_trip_exactly():
+    """Records and ops are written with orjson where it is faithful and with json where not (NaN, ±inf,
+    ints beyond 64 bits); every record reads back to exactly what json would have given."""
+    import json
+    import math
+
+    from distillguard.online.redis_state import _dumps, _loads, _loads_record, _record
+
+    cases = [(1, 2.5, None, True, "plain"), (0.1 + 0.2, -0.0, 1e-300, 2**63 - 1, "a, b", 'q"uote'),
+             (math.nan, None), (math.inf, -math.inf), (2**70, 3), ()]
+    for values in cases:
+        text = _record("rep", 1_772_409_600_000_001, values)
+        got = _loads_record(text)
+        want = json.loads(json.dumps(["rep", 1_772_409_600_000_001, list(values)]))
+        assert repr(got) == repr(want), (text, got, want)  # repr: NaN compares unequal, -0.0 equal to 0.0
+    ops = [("L", "acct", _record("r", 5, (1.5, None)), 86400), ("T", "a:x", 50.0, 3000.0, 5, 120), ("C", "acct")]
+    assert _loads(_dumps(ops)) == json.loads(json.dumps(ops))
+    assert _dumps([2**70]) == json.dumps([2**70])  # orjson cannot write it: json does

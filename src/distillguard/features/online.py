@@ -196,6 +196,8 @@ class OnlineFeatures:
         self._upd = [(i, f.op.update, vi[f.input.name]) for i, f in enumerate(self.features)]
         self._wupd = [(i, f.op.update, f.op.init, vi[f.input.name]) for i, f in self._windowed]
         self._cols = {f.column(w): (i, f.op, w.hours) for i, f in enumerate(self.features) for w in f.windows}
+        self._plans: dict[tuple[str, ...], list[tuple[str, int, Any, Any, Any, int | None]]] = {}
+        self._memo: dict[str, list[Any]] = {}
 
     @property
     def max_hours(self) -> int:
@@ -264,6 +266,10 @@ class OnlineFeatures:
         st = self._state.get(account_id)
         if st is None:
             st = self._state[account_id] = AccountState(self.features)
+        else:
+            m = self._memo.get(account_id)
+            if m is not None:
+                m[0] = None  # the state changed: what was computed from it is stale
         if st.last_us is None or t_us > st.last_us:
             st.last_us = t_us
         if self._clock_us is None or t_us > self._clock_us:
@@ -298,21 +304,40 @@ class OnlineFeatures:
         st = self._state.get(account_id)
         if st is None:
             return {}
-        as_of_us = self._as_of(as_of)
-        hb_now = as_of_us // HOUR_US
+        key = columns if isinstance(columns, tuple) else tuple(columns)
+        plan = self._plans.get(key)
+        if plan is None:  # compiled once per column list: (column, index, finalize, merge, init, hours)
+            plan = []
+            for c in key:
+                i, op, hours = self._cols[c]
+                plan.append((c, i, op.finalize, op.merge, op.init, hours))
+            if len(self._plans) >= 64:  # callers with ever new column lists: keep the cache bounded
+                self._plans.clear()
+            self._plans[key] = plan
+        hb_now = self._as_of(as_of) // HOUR_US
         out: dict[str, Any] = {}
-        cols = self._cols
-        for c in columns:
-            i, op, hours = cols[c]
+        a = st.all
+        for c, i, finalize, merge, init, hours in plan:
             if hours is None:
-                out[c] = op.finalize(st.all[i])
+                out[c] = finalize(a[i])
                 continue
-            s = op.init()
+            s = init()
+            lo = hb_now - hours
             for hb, bucket in st.hours.items():
-                if hb_now - hours < hb <= hb_now and bucket[i] is not None:
-                    s = op.merge(s, bucket[i])
-            out[c] = op.finalize(s)
+                if lo < hb <= hb_now and bucket[i] is not None:
+                    s = merge(s, bucket[i])
+            out[c] = finalize(s)
         return out
+
+    def memo(self, account_id: str) -> list[Any]:
+        """A per-account scratch list for a reader that reuses work over an unchanged state (the
+        scorer's risk): created as ``[None]``, item 0 reset to None whenever the account's state changes
+        (:meth:`apply`), the whole list dropped when the state is replaced or forgotten (``set_state``,
+        ``load``). Code that mutates a :meth:`state` in place must call ``set_state`` after it."""
+        m = self._memo.get(account_id)
+        if m is None:
+            m = self._memo[account_id] = [None]
+        return m
 
     def _as_of(self, as_of: datetime | str | int | None) -> int:
         as_of_us = self._clock_us if as_of is None else (as_of if isinstance(as_of, int) else to_us(as_of))
@@ -350,6 +375,7 @@ class OnlineFeatures:
 
     def set_state(self, account_id: str, state: AccountState | None) -> None:
         """Replace (None: forget) one account's state, e.g. with a checkpoint another replica wrote."""
+        self._memo.pop(account_id, None)
         if state is None:
             self._state.pop(account_id, None)
             return
@@ -365,6 +391,7 @@ class OnlineFeatures:
         """Inverse of :meth:`dump`."""
         self._state, self.context, self.accounts, self._clock_us = d["state"], d["context"], d["accounts"], d["clock"]
         self._created_us = {}
+        self._memo = {}
 
 
 def _t_us(ts: Any) -> int:

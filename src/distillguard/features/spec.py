@@ -54,6 +54,8 @@ __all__ = [
 ]
 
 _LN2 = math.log(2.0)
+_NCLOGC = 4096
+_CLOGC = [0.0] + [c * math.log(c) for c in range(1, _NCLOGC)]  # c * log(c), as Entropy.finalize computes it
 
 
 # ---------------------------------------------------------------------------------------------- windows
@@ -320,11 +322,20 @@ class Entropy(Op):
     categories: Sequence[Any] = ()
     name = "entropy"
 
+    def __post_init__(self) -> None:
+        self._catset = frozenset(self.categories)  # per-update membership test, built once
+        rank = {c: k for k, c in enumerate(self.categories)}
+        self._rank = rank.__getitem__  # sort key: category order (the SQL's order)
+        try:  # categories listed in their natural order (hours 0..23): state items sort by key as they are
+            self._natural = list(self.categories) == sorted(self.categories) and len(rank) == len(self.categories)
+        except TypeError:
+            self._natural = False
+
     def init(self) -> dict:
         return {}
 
     def update(self, state: dict, value: Any) -> dict:
-        if value is not None and value in self._cats:
+        if value is not None and value in self._catset:
             state[value] = state.get(value, 0) + 1
         return state
 
@@ -335,22 +346,33 @@ class Entropy(Op):
 
     @property
     def _cats(self) -> frozenset:
-        return frozenset(self.categories)
+        return self._catset
 
     def _counts(self, state: dict) -> list[int]:
         return [state.get(c, 0) for c in self.categories]
 
     def finalize(self, state: dict) -> float | None:
-        cs = self._counts(state)
+        # the present categories in category order (the SQL's order); an absent or zero count adds
+        # nothing (acc stays >= 0.0), so summing only the present ones gives the same float
         n = 0
-        for c in cs:
-            n += c
+        acc = 0.0
+        log = math.log
+        table = _CLOGC
+        if self._natural and state.keys() <= self._catset:
+            pairs: Any = sorted(state.items())  # keys distinct: ordered by category alone
+        elif 3 * len(state) <= len(self.categories) and state.keys() <= self._catset:
+            pairs = [(cat, state[cat]) for cat in sorted(state, key=self._rank)]  # few present: sort them
+        else:
+            get = state.get
+            pairs = [(cat, get(cat)) for cat in self.categories]
+        for _, c in pairs:
+            if c:
+                n += c
+                if c > 0:  # c * log(c), from the table for the small counts (the same float)
+                    acc += table[c] if c.__class__ is int and c < _NCLOGC else c * log(c)
         if n <= 0:
             return None
-        acc = 0.0
-        for c in cs:
-            acc += c * math.log(c) if c > 0 else 0.0
-        return (math.log(n) - acc / n) / _LN2
+        return (log(n) - acc / n) / _LN2
 
     def sql_partials(self, x: str) -> list[str]:
         return [f"count(CASE WHEN {x} = {_lit(c)} THEN 1 END)" for c in self.categories]

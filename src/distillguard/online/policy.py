@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,7 @@ class Policy:
         """The lowest tier with this action (where a rule that forces ``degrade`` takes its settings)."""
         return next((t for t in self.tiers if t.action == action), None)
 
-    @property
+    @cached_property
     def throttle_min(self) -> float:
         """Scores at or above this draw from the suspect buckets (inf when there is no throttle tier)."""
         return min((t.min_score for t in self.tiers if t.action == "throttle"), default=float("inf"))

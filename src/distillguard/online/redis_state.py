@@ -34,10 +34,13 @@ from __future__ import annotations
 import base64
 import json
 import marshal
+import math
 import os
 import time
 from datetime import date, datetime
 from typing import Any
+
+import orjson
 
 from distillguard.features.account import SHARED_MIN_OTHERS
 from distillguard.features.online import AccountState, OnlineFeatures
@@ -228,6 +231,42 @@ class _Meta:
         self.matches: list[FingerprintMatch] = []
 
 
+def _dumps(obj: Any) -> str:
+    """``json.dumps(obj)`` as read back, written by orjson (several times faster on the per-decision ops,
+    reads and records). Callers pass only strings, ints, None, bools and *finite* floats (orjson writes
+    NaN/inf as null, json as NaN/Infinity: :func:`_record` checks the feature values, ``take`` its two
+    floats); ints beyond 64 bits, which orjson cannot write, go through ``json``."""
+    try:
+        return orjson.dumps(obj).decode()
+    except TypeError:
+        return json.dumps(obj)
+
+
+def _record(replica: str, t_us: int, values: Any) -> str:
+    """One feature record's JSON text: ``[replica, t_us, values]``."""
+    for v in values:
+        if v.__class__ is float and v - v != 0.0:  # NaN or ±inf: json writes them, orjson would write null
+            return json.dumps([replica, t_us, values])
+    return _dumps([replica, t_us, values])
+
+
+def _loads(text: str | bytes) -> Any:
+    """``json.loads`` of the script's reply (cjson: its numbers are doubles), through orjson."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+def _loads_record(text: str | bytes) -> Any:
+    """A feature record as :func:`_dumps` wrote it: orjson's text has no ``", "`` outside strings, while
+    ``json.dumps`` of a record (three items) always has one, so anything written by ``json`` (NaN, big
+    ints, older replicas) is read back by ``json`` (orjson would turn an int beyond 64 bits into a float)."""
+    if (b", " if isinstance(text, bytes) else ", ") in text:
+        return json.loads(text)
+    return orjson.loads(text)
+
+
 def _json_default(x: Any) -> Any:
     if isinstance(x, datetime | date):
         return x.isoformat()
@@ -286,7 +325,8 @@ class RedisState:
 
     def _reset_local(self) -> None:
         self._ops: list[tuple] = []
-        self._noted: dict[str, set[tuple[str, str]]] = {}
+        self._plain_json = False
+        self._noted: dict[str, dict[str, set[str]]] = {}  # account -> kind -> values this replica sent
         self._meta: dict[str, _Meta] = {}
         self._applied: dict[str, int] = {}
         self._fresh: str | None = None
@@ -307,10 +347,16 @@ class RedisState:
         if len(self._ops) >= self.max_pending:
             self.flush()
 
+    def _dumps_ops(self, ops: list[tuple]) -> str:
+        if self._plain_json:
+            self._plain_json = False
+            return json.dumps(ops)
+        return _dumps(ops)
+
     def flush(self) -> None:
         if self._ops:
             ops, self._ops = self._ops, []
-            self._script(args=[self.prefix, json.dumps(ops), ""])
+            self._script(args=[self.prefix, self._dumps_ops(ops), ""])
 
     def sync(self, account_id: str, extras: dict[str, Any], young_max: int) -> None:
         self._current = account_id  # whose cluster buckets bucket_level reads
@@ -344,7 +390,7 @@ class RedisState:
         reads = [[a, self._applied.get(a, 0), 0 if a in f.accounts else 1, young, {k: str(v) for k, v in x.items()}]
                  for a, x, young in requests]
         ops, self._ops = self._ops, []
-        results = json.loads(self._script(args=[self.prefix, json.dumps(ops), json.dumps(reads)]))
+        results = _loads(self._script(args=[self.prefix, self._dumps_ops(ops), _dumps(reads)]))
         for (account_id, applied, *_), res in zip(reads, results, strict=True):
             self._absorb(account_id, applied, res)
 
@@ -375,7 +421,7 @@ class RedisState:
         else:
             own = self.replica
         for e in entries or ():
-            rep, t_us, values = json.loads(e)
+            rep, t_us, values = _loads_record(e)
             if rep != own:
                 f.apply(account_id, t_us, values)
         self._applied.pop(account_id, None)
@@ -456,7 +502,7 @@ class RedisState:
                 self._op("P", k, str(v), account_id, SHARED_MIN_OTHERS, self._fp_ttl())
         _, values = f.record(exchange, signals, t_us)
         f.apply(account_id, t_us, values)
-        self._op("L", account_id, json.dumps([self.replica, t_us, values]), self.account_ttl_s)
+        self._op("L", account_id, _record(self.replica, t_us, values), self.account_ttl_s)
         me = self._m(account_id)
         me.n += 1
         self._fresh = None  # the next read of this account must see this write (and others')
@@ -474,17 +520,25 @@ class RedisState:
     def take(self, key: str, bucket: Bucket, t_us: int) -> None:
         # TTL: once full again by wall time the bucket can go (request time runs at least as fast)
         ttl = int(bucket.burst / bucket.rate) + 60 if bucket.rate > 0 else 0
-        self._op("T", key, float(bucket.rate), float(bucket.burst), t_us, ttl)
+        rate, burst = float(bucket.rate), float(bucket.burst)
+        if not (math.isfinite(rate) and math.isfinite(burst)):
+            self._plain_json = True  # orjson would write them as null: these ops go through json
+        self._op("T", key, rate, burst, t_us, ttl)
 
     def note(self, account_id: str, kind: str, value: Any) -> None:
         v = str(value)
         known = self._noted.get(account_id)
         if known is None:
-            known = self._noted[account_id] = set()
-        if (kind, v) in known:  # this replica already sent it: noting again changes nothing
+            known = self._noted[account_id] = {}
+        sent = known.get(kind)
+        if sent is None:
+            sent = known[kind] = set()
+        # Already sent: noting again changes nothing. Sent fp_cap distinct values: Redis holds at least
+        # that many (each was added, or refused because the set was full), so the script would refuse
+        # this one too. Either way the op would be a no-op there.
+        if v in sent or len(sent) >= self._cap:
             return
-        if len(known) < 8 * self._cap:
-            known.add((kind, v))
+        sent.add(v)
         self._op("N", account_id, kind, v, self._cap, self.account_ttl_s)
 
     def contain(self, account_id: str) -> None:

@@ -37,6 +37,18 @@ _SERVED = frozenset({"allow", "degrade"})
 _SNAPSHOT_VERSION = 2
 _CAP = 32  # per account: distinct client blocks / templates / preambles / user agents remembered
 
+#: One account's assessment: evidence features, their (truncated) benign tail ps and own risk (None for a
+#: model that overrides ``risk_one``), score, flagged.
+_Assessed = tuple[dict[str, Any], list[float] | None, float | None, float, bool]
+
+
+def _plain_risk(model: RiskModel) -> bool:
+    """Whether the model's per-row risk is RiskModel's own (so its parts can be computed incrementally)."""
+    t = type(model)
+    return t is RiskModel or all(getattr(t, k) is getattr(RiskModel, k) for k in
+                                 ("risk_one", "own_risk_one", "evidence_one", "tail_ps_one", "risk_from_own_one",
+                                  "own_risk_from_ps_one", "tail_ps_reuse_one"))
+
 
 @dataclass(slots=True)
 class Decision:
@@ -121,8 +133,9 @@ class OnlineScorer:
                  features: Sequence[Feature] | None = None, risk_every: int = 1) -> None:
         self.model = model
         self.risk_every = max(1, int(risk_every))
-        self._risk: dict[str, tuple[int, int, float | None, dict[str, Any], float]] = {}
+        self._risk: dict[str, tuple[int, int, float | None, _Assessed]] = {}
         self._ref99: dict[str, float] = {}
+        self._empty: tuple[RiskModel, list[float], float] | None = None  # the assessment of no features
         self._rep_memo: tuple[str, int, int, float, dict[str, Any]] | None = None
         self.policy = policy or Policy.default()
         self.watchlist = watchlist
@@ -135,13 +148,14 @@ class OnlineScorer:
         self.features = OnlineFeatures(features, context=context)
         known = set(self.features.columns)
         self._cols = [c for c in cols if c in known]
+        self._cols_t = tuple(self._cols)
         self.state: StateBackend = state if state is not None else MemoryState()
         self.state.bind(self.features, fp_cap=_CAP)
 
     # -- feature reads ---------------------------------------------------------------------------
     def evidence_features(self, account_id: str, as_of_us: int) -> dict[str, Any]:
         """The evidence columns of ``features_one(account_id, as_of)``, without finalizing the others."""
-        return self.features.read(account_id, self._cols, as_of_us)
+        return self.features.read(account_id, self._cols_t, as_of_us)
 
     # -- accounts and batch --------------------------------------------------------------------
     def learn_account(self, row: dict) -> None:
@@ -209,8 +223,9 @@ class OnlineScorer:
         contained = st.is_contained(acct_id)
         if not contained and n >= pol.min_requests and n % max(1, rule.recheck_every) == 0:
             ba = st.batch_account(acct_id)
-            _, score, flagged = self.model.risk_one(self.evidence_features(acct_id, t_us),
-                                                    ba.cluster_risk if ba else None)
+            crisk = ba.cluster_risk if ba else None
+            a = self._assessment(acct_id, n, t_us, crisk)  # memoized: the next score_one in this hour reuses it
+            score, flagged = a[3], a[4]
             st.set_suspect(acct_id, score >= pol.throttle_min)
             if flagged and not self._allow_listed(acct_id):
                 st.contain(acct_id)
@@ -282,7 +297,8 @@ class OnlineScorer:
         n = st.requests(acct_id)
         ba: BatchAccount | None = st.batch_account(acct_id)
         crisk = ba.cluster_risk if ba is not None else None
-        feats, score = self._features_and_score(acct_id, n, t_us, crisk)
+        a = self._features_and_score(acct_id, n, t_us, crisk)
+        score = a[3]
         if self._allow_listed(acct_id):
             return Decision(rid, "allow", score, ["ALLOW_LIST: vetted customer"], acct_id)
         tier = pol.tier(score)
@@ -340,23 +356,68 @@ class OnlineScorer:
         if d.action in _SERVED:
             d.watermark = self._mark(score, contained, ba, bool(watched))
         if d.action != "allow" or reasons:
-            reasons.extend(self._evidence_reasons(feats, ba, d.action))
+            reasons.extend(self._evidence_reasons(a, ba, d.action))
         d.reasons = reasons
         return d
 
-    def _features_and_score(self, acct_id: str, n: int, t_us: int, crisk: float | None) -> tuple[dict[str, Any], float]:
+    def _features_and_score(self, acct_id: str, n: int, t_us: int, crisk: float | None) -> _Assessed:
         """Evidence features and score, reused from the account's last computation while it is at
         most ``risk_every − 1`` requests old, in the same UTC hour, with the same cluster risk."""
-        hb = t_us // 3_600_000_000
         if self.risk_every > 1:
+            hb = t_us // 3_600_000_000
             c = self._risk.get(acct_id)
             if c is not None and 0 <= n - c[0] < self.risk_every and c[1] == hb and c[2] == crisk:
-                return c[3], c[4]
-        feats = self.evidence_features(acct_id, t_us) if n >= self.policy.min_requests else {}
-        _, score, _ = self.model.risk_one(feats, crisk)
-        if self.risk_every > 1 and (n >= self.policy.min_requests or n + self.risk_every <= self.policy.min_requests):
-            self._risk[acct_id] = (n, hb, crisk, feats, score)
-        return feats, score
+                return c[3]
+            a = self._assessment(acct_id, n, t_us, crisk)
+            if n >= self.policy.min_requests or n + self.risk_every <= self.policy.min_requests:
+                self._risk[acct_id] = (n, hb, crisk, a)
+            return a
+        return self._assessment(acct_id, n, t_us, crisk)
+
+    def _assessment(self, acct_id: str, n: int, t_us: int, crisk: float | None) -> _Assessed:
+        """``(features, tail ps, own risk, score, flagged)`` of the account's current state at ``t_us``,
+        exact. Features and own risk depend only on the account's feature state, the hour of ``t_us`` and
+        whether ``n`` reaches ``min_requests``: memoized on the state until it changes. After a change
+        the features are read again, but a value that keeps its rank among the benign reference keeps
+        its p (no search), and the own risk is recombined only when some p moved."""
+        model = self.model
+        eligible = n >= self.policy.min_requests
+        if not eligible and _plain_risk(model):  # no features read: nothing to memoize per account
+            e = self._empty
+            if e is None or e[0] is not model:
+                ps0, _ = model.tail_ps_reuse_one({}, None)
+                e = self._empty = (model, ps0, model.own_risk_from_ps_one(ps0))
+            _, score, flagged = model.risk_from_own_one(e[2], crisk)
+            return {}, e[1], e[2], score, flagged
+        hb = t_us // 3_600_000_000
+        m = self.features.memo(acct_id)  # [current, previous]; the state's changes reset m[0] to None
+        if len(m) < 2:
+            m.append(None)
+        cur = m[0]  # (n, hour, eligible, model, crisk, assessment) of the state as it is now
+        same_state = cur is not None and cur[0] == n and cur[1] == hb and cur[2] == eligible and cur[3] is model
+        if same_state and cur[4] == crisk:
+            return cur[5]
+        if not _plain_risk(model):  # a model that overrides the per-row risk: ask it, as it says
+            feats = cur[5][0] if same_state else self.evidence_features(acct_id, t_us) if eligible else {}
+            _, score, flagged = model.risk_one(feats, crisk)
+            a: _Assessed = (feats, None, None, score, flagged)
+            m[0] = (n, hb, eligible, model, crisk, a)
+            return a
+        if same_state:
+            feats, ps, own = cur[5][:3]
+        else:
+            feats = self.evidence_features(acct_id, t_us) if eligible else {}
+            prev = m[1]  # (model, intervals, ps, own) of the last computation, kept across changes
+            if prev is not None and prev[0] is not model:
+                prev = None
+            ps, bounds = model.tail_ps_reuse_one(feats, None if prev is None else prev[1])
+            same = prev is not None and prev[1][-1] is bounds[-1] and ps == prev[2]  # same calibration, same ps
+            own = prev[3] if same else model.own_risk_from_ps_one(ps)
+            m[1] = (model, bounds, ps, own)
+        _, score, flagged = model.risk_from_own_one(own, crisk)
+        a = (feats, ps, own, score, flagged)
+        m[0] = (n, hb, eligible, model, crisk, a)
+        return a
 
     def score_many(self, exchanges: Sequence[dict]) -> list[Decision]:
         """Decide several concurrent requests on one view of the state (one Redis round trip for all):
@@ -389,14 +450,26 @@ class OnlineScorer:
         return contained or watched or (ba is not None and ba.cluster_risk is not None and thr is not None
                                         and ba.cluster_risk >= thr)
 
-    def _evidence_reasons(self, feats: dict[str, Any], ba: BatchAccount | None, action: str) -> list[str]:
+    def _evidence_reasons(self, a: _Assessed, ba: BatchAccount | None, action: str) -> list[str]:
         m = self.model
-        own = m.own_risk_one(feats) if feats else 0.0  # the model's own combination (groups, caps)
+        feats, ps = a[0], a[1]
         strong: list[tuple[float, int, Any, Any, float]] = []
-        for j, (ev, v, p) in enumerate(m.evidence_one(feats)):
-            if p > m.truncate_p:
-                continue
-            strong.append((2.0 * math.log(p) * ev.weight, j, ev, v, p))  # strongest (most negative) first
+        trunc = m.truncate_p
+        if ps is None:  # a model with its own per-row risk
+            own = m.own_risk_one(feats) if feats else 0.0
+            for j, (ev, v, p) in enumerate(m.evidence_one(feats)):
+                if p <= trunc:
+                    strong.append((2.0 * math.log(p) * ev.weight, j, ev, v, p))
+        else:
+            own = a[2] if feats else 0.0  # the model's own combination (groups, caps)
+            for j, ev in enumerate(m.evidence):  # as m.evidence_one(feats): present values, their tail p
+                p = ps[j]
+                if p > trunc:
+                    continue
+                v = feats.get(ev.column)
+                if v is None or v != v:
+                    continue
+                strong.append((2.0 * math.log(p) * ev.weight, j, ev, v, p))  # strongest (most negative) first
         strong.sort(key=lambda t: (t[0], t[1]))
         reasons = []
         for _, _, ev, v, p in strong[: m.max_reasons]:  # format only what is shown

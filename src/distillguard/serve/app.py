@@ -81,32 +81,36 @@ def create_app(scorer: OnlineScorer, config: ServeConfig | None = None, keymap: 
             if ctx is not None:
                 ctx.ceiling[m] = int(c)
         await core.start()
+        edge_server = None
+        if config.edge_port is not None:  # the lean HTTP/1.1 server for the two edge endpoints
+            from distillguard.serve.edge import start_edge_server
+
+            edge_server = await start_edge_server(answer, config.host, config.edge_port)
+            app.state.edge_port = edge_server.port
         try:
             yield
         finally:
+            if edge_server is not None:
+                edge_server.close()
             await core.stop()
 
     app = FastAPI(title="distillguard decision service", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.core = core
 
-    async def edge(scope: Scope, receive: Receive, send: Send) -> None:
-        """``/v1/auth/nginx`` and ``/v1/authz/envoy/{path}``: the per-request hot path, in plain ASGI."""
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        path: str = scope["path"]
+    async def answer(headers: dict[str, str], path: str, qs: bytes, peer: str | None) -> tuple[int, dict[str, str], bytes]:
+        """``/v1/auth/nginx`` and ``/v1/authz/envoy/{path}``: (status, headers, body) for a request's
+        lower-cased headers, path, query string and TCP peer. Served by the ASGI app and, with
+        ``edge_port``, by the lean edge server (``serve.edge``): the same answer either way."""
         if secret is not None and not hmac.compare_digest(headers.get("x-distillguard-secret", "").encode(), secret):
             core.counts["unauthorised", "secret"] += 1
-            await _send(send, 401, {H["action"]: "block", H["reasons"]: "BAD_SECRET"},
-                        b'{"error":"missing or wrong X-Distillguard-Secret"}')
-            return
-        peer = scope["client"][0] if scope.get("client") else None
+            return 401, {H["action"]: "block", H["reasons"]: "BAD_SECRET"}, \
+                b'{"error":"missing or wrong X-Distillguard-Secret"}'
         if path == NGINX_PATH:
             ex, _ = edge_exchange(headers, peer, headers.get("x-original-uri"), core.keymap)
             v = await core.decide(ex, mode="nginx")
             status, hdrs = render(v, "nginx", config.challenge_url)
-            await _send(send, status, hdrs, b"")
-            return
-        qs = scope.get("query_string") or b""
+            return status, hdrs, b""
         uri = path[len(ENVOY_PREFIX):] + ("?" + qs.decode("latin-1") if qs else "")
         ex, _ = edge_exchange(headers, peer, uri, core.keymap)
         v = await core.decide(ex, mode="envoy")
@@ -114,8 +118,16 @@ def create_app(scorer: OnlineScorer, config: ServeConfig | None = None, keymap: 
         body = b"" if status == 200 else orjson.dumps(
             {"error": {"type": "distillguard", "action": v.action, "reasons": hdrs.get(H["reasons"], ""),
                        "request_id": hdrs.get(H["request_id"])}})
+        return status, hdrs, body
+
+    async def edge(scope: Scope, receive: Receive, send: Send) -> None:
+        """The per-request hot path, in plain ASGI."""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        peer = scope["client"][0] if scope.get("client") else None
+        status, hdrs, body = await answer(headers, scope["path"], scope.get("query_string") or b"", peer)
         await _send(send, status, hdrs, body)
 
+    app.state.edge_answer = answer
     app.add_middleware(_EdgeFastPath, edge=edge)
 
     @app.exception_handler(orjson.JSONDecodeError)

@@ -17,6 +17,10 @@ def serve_command(
     host: Annotated[str | None, typer.Option("--host", help="Listen address (default 127.0.0.1: keep it "
                                                             "on loopback or an internal network).")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Listen port (default 8787).")] = None,
+    edge_port: Annotated[int | None, typer.Option("--edge-port", help="Also answer the nginx/Envoy endpoints on "
+                                                                      "this port, with a lean HTTP server "
+                                                                      "(less CPU per request; docs/serve.md).")]
+    = None,
     key_map: Annotated[Path | None, typer.Option("--key-map", exists=True, dir_okay=False,
                                                  help="SHA-256 of API key -> account map (YAML/JSON).")] = None,
     policy: Annotated[Path | None, typer.Option("--policy", exists=True, dir_okay=False,
@@ -47,7 +51,7 @@ def serve_command(
     from distillguard.serve.server import build_scorer
 
     try:
-        cfg = ServeConfig.load(config, host=host, port=port, key_map=key_map, policy=policy,
+        cfg = ServeConfig.load(config, host=host, port=port, edge_port=edge_port, key_map=key_map, policy=policy,
                                calibration=calibration, fail_mode=fail_mode, snapshot_path=snapshot,
                                audit_dir=audit_dir, edge_learn=edge_learn, redis_url=redis_url,
                                intel_db=intel_db, group_key=group_key)

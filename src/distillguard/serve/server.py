@@ -7,6 +7,7 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -54,7 +55,8 @@ class ServerThread:
     ``with ServerThread(app) as srv: srv.url`` — started and ready on enter, shut down (lifespan
     included: final snapshot, audit flush) on exit."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, **uvicorn_kw: Any) -> None:
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0,
+                 loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None, **uvicorn_kw: Any) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
@@ -62,13 +64,15 @@ class ServerThread:
         kw = {"log_level": "warning", "access_log": False, "lifespan": "on", **uvicorn_kw}
         self.server = uvicorn.Server(uvicorn.Config(app, **kw))
         self._thread = threading.Thread(target=self._run, name="uvicorn", daemon=True)
+        self.loop_factory = loop_factory  # e.g. uvloop.new_event_loop, as `distillguard serve` runs
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def _run(self) -> None:
-        asyncio.run(self.server.serve(sockets=[self.sock]))
+        with asyncio.Runner(loop_factory=self.loop_factory) as runner:
+            runner.run(self.server.serve(sockets=[self.sock]))
 
     def start(self, timeout: float = 20.0) -> ServerThread:
         self._thread.start()
