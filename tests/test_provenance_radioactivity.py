@@ -1,5 +1,7 @@
 """Radioactivity on a fast numpy bigram teacher/student: a student trained on 10 % watermarked text is
-found (white-box and black-box), a control is not, and the null stays honest over many controls."""
+found (white-box and black-box), a control is not, and the null stays honest over many controls.
+The green-mass test (the suspect's whole next-token distribution) finds a student trained on 5 %
+watermarked text; its Chernoff p-value is checked against exact tails and over many random keys."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import numpy as np
 import pytest
 
 from distillguard.provenance.ngram import BigramLM
-from distillguard.provenance.radioactivity import blackbox_test, whitebox_test
+from distillguard.provenance.radioactivity import blackbox_test, chernoff_p, green_mass_test, whitebox_test
 from distillguard.provenance.watermark import KeyRing, Watermarker, WatermarkKey, WatermarkParams
 
 V = 300
@@ -81,3 +83,120 @@ def test_bad_input() -> None:
         whitebox_test(lambda s: [np.zeros(0)], [[]], RING)
     with pytest.raises(ValueError, match="no samples"):
         blackbox_test([[1]], RING)
+
+
+# ------------------------------------------------------------------------------------------ green mass
+
+def topk_fn(lm: BigramLM, k: int = 32):
+    """The bigram model's ``k`` most likely next tokens and their probabilities after every prefix."""
+    idx = np.argsort(-lm.logprobs_, axis=1)[:, :k]
+    pr = np.exp(np.take_along_axis(lm.logprobs_, idx, axis=1))
+    return lambda seqs: [(idx[np.asarray(s)], pr[np.asarray(s)]) for s in seqs]
+
+
+def null_ring(n: int, seed: int) -> KeyRing:
+    rng = np.random.default_rng(seed)
+    return KeyRing([WatermarkKey(f"null-{i}", rng.bytes(32)) for i in range(n)], params=RING.params)
+
+
+@pytest.fixture(scope="module")
+def world5() -> dict:
+    rng = np.random.default_rng(21)
+    teacher = BigramLM.random(V, 0.3, rng)
+    marked = teacher.generate(100, 100, rng=rng, processor=Watermarker(RING))
+    plain = teacher.generate(1900, 100, rng=rng)
+    return {
+        "teacher": teacher,
+        "marked": marked,
+        "student": BigramLM(V).fit(marked + plain),  # 5 % watermarked
+        "control": BigramLM(V).fit(teacher.generate(2000, 100, rng=rng)),
+        "probes": teacher.generate(100, 100, rng=rng),  # never watermarked
+    }
+
+
+def test_chernoff_bound_is_never_below_the_exact_tail() -> None:
+    """Exact tails of weighted Bernoulli sums by enumeration (2^12 outcomes), signed weights included."""
+    rng = np.random.default_rng(3)
+    bits = ((np.arange(2**12)[:, None] >> np.arange(12)) & 1).astype(float)
+    for trial in range(30):
+        gamma = (0.1, 0.25, 0.5)[trial % 3]
+        a = rng.random(12) * (rng.random(12) < 0.8)
+        if trial % 2:
+            a = a - 0.3 * rng.random(12)
+        prob = np.prod(np.where(bits == 1, gamma, 1 - gamma), axis=1)
+        sums = bits @ a
+        u = np.unique(sums)
+        for s in np.append(rng.choice(u[:-1], size=40, replace=False), u[-1]):  # 40 thresholds and the maximum
+            exact = prob[sums >= s - 1e-12].sum()
+            assert chernoff_p(a, float(s), gamma) >= exact * (1 - 1e-9)
+    # not vacuous: with unit weights it is within a small factor of the binomial tail
+    from scipy.stats import binom
+
+    exact = binom.sf(79, 200, 0.25)
+    assert exact <= chernoff_p(np.ones(200), 80, 0.25) <= 15 * exact < 1e-4
+
+
+def test_green_mass_finds_a_student_with_5_percent_watermarked_text(world5) -> None:
+    s = green_mass_test(topk_fn(world5["student"]), world5["probes"], RING)
+    c = green_mass_test(topk_fn(world5["control"]), world5["probes"], RING)
+    assert s.mode == "whitebox" and s.p_value < 1e-6 and s.green_mass > s.expected
+    assert c.p_value > 0.05
+    assert s.contexts <= V and s.tokens_scored <= V * 32 and s.probes == 100 and s.keys_tested == 1
+    # the provider's own teacher as the reference: what the suspect prefers more than the teacher does
+    ref = topk_fn(world5["teacher"])
+    sr = green_mass_test(topk_fn(world5["student"]), world5["probes"], RING, reference=ref)
+    cr = green_mass_test(topk_fn(world5["control"]), world5["probes"], RING, reference=ref)
+    assert sr.p_value < 1e-6 and cr.p_value > 0.05
+    assert s.to_dict()["statistic"] == "green_mass" and s.to_dict()["p_value"] == s.p_value
+
+
+def test_green_mass_null_is_valid_over_random_keys(world5) -> None:
+    """Keys that never marked anything: every model is null for them, the student included. At most
+    alpha of the keys may reach p <= alpha (binomial slack), for plain and reference weights."""
+    ring = null_ring(150, 5)
+    probes = world5["probes"][:30]
+    ref = topk_fn(world5["teacher"])
+    for name in ("student", "control"):
+        for kw in ({}, {"reference": ref}):
+            ps = np.array(list(green_mass_test(topk_fn(world5[name]), probes, ring, **kw).p_per_key.values()))
+            assert (ps <= 0.05).sum() <= 14  # Binomial(150, 0.05): P[> 14] < 0.01
+            assert (ps <= 0.01).sum() <= 5  # Binomial(150, 0.01): P[> 5] < 0.01
+            assert (ps < 1).sum() >= 45  # and not stuck at 1: about half the keys land above the mean
+    # many random models (arbitrary top-k distributions), one fixed key
+    rng = np.random.default_rng(6)
+    ps = []
+    for _ in range(100):
+        idx, pr = rng.integers(0, V, size=(V, 8)), rng.dirichlet(np.full(8, 0.5), size=V)
+        ps.append(green_mass_test(lambda seqs, i=idx, p=pr: [(i[np.asarray(s)], p[np.asarray(s)]) for s in seqs],
+                                  probes, RING).p_value)
+    assert (np.asarray(ps) <= 0.05).sum() <= 10  # Binomial(100, 0.05): P[> 10] < 0.02
+
+
+def test_reading_mode_excludes_what_the_probes_contain(world5) -> None:
+    """Read the suspect on our own watermarked outputs. A model that copies its context inherits their
+    green tokens; dropping every pair the probes contain keeps it (and the control) null."""
+    marked = world5["marked"]
+
+    base = topk_fn(world5["control"], 4)
+
+    def copier(seqs):  # half the control's top 4, half the tokens that followed this one earlier in the text
+        out = []
+        for s, (bi, bp) in zip(seqs, base(seqs), strict=True):
+            seen: dict[int, list[int]] = {}
+            ids, pr = np.concatenate([bi, np.zeros_like(bi)], axis=1), np.concatenate([bp, np.zeros_like(bp)], axis=1)
+            for t, (x, y) in enumerate(zip(s, s[1:] + [s[-1]], strict=True)):
+                prev = seen.get(x, [])[-4:]
+                if prev:
+                    ids[t, 4:4 + len(prev)] = prev
+                    pr[t, :4] *= 0.5
+                    pr[t, 4:4 + len(prev)] = 0.5 / len(prev)
+                seen.setdefault(x, []).append(y)
+            out.append((ids, pr))
+        return out
+
+    assert green_mass_test(copier, marked, RING).p_value < 1e-6  # the bias reading mode must remove
+    assert green_mass_test(copier, marked, RING, exclude_probe_pairs=True, mode="reading").p_value > 0.05
+    c = green_mass_test(topk_fn(world5["control"]), marked, RING, exclude_probe_pairs=True, mode="reading")
+    assert c.mode == "reading" and c.p_value > 0.05
+    with pytest.raises(ValueError, match="non-negative"):
+        green_mass_test(copier, marked, RING, exclude_probe_pairs=True, reference=copier)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["lm_nll", "tiny_gpt2", "train_bpe", "train_lm"]
+__all__ = ["lm_nll", "tiny_gpt2", "topk_next_fn", "train_bpe", "train_lm"]
 
 
 def train_bpe(texts: Sequence[str], vocab_size: int = 2048) -> Any:
@@ -93,3 +93,31 @@ def lm_nll(model: Any, seqs: Sequence[Sequence[int]], *,
             tot -= lp[np.arange(len(tgt)), tgt].sum()
             n += len(tgt)
     return tot / n
+
+
+def topk_next_fn(model: Any, k: int = 32, batch_size: int = 64) -> Callable[[Sequence[Sequence[int]]],
+                                                                              list[tuple[np.ndarray, np.ndarray]]]:
+    """``f(seqs) -> [(ids (L, k), probs (L, k)), ...]``: a ``transformers`` causal LM's ``k`` most likely
+    next tokens and their probabilities after every prefix (teacher forcing; softmax at temperature 1),
+    for :func:`distillguard.provenance.radioactivity.green_mass_test`."""
+    import torch
+
+    def predict(seqs: Sequence[Sequence[int]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        out: list[tuple[np.ndarray, np.ndarray]] = []
+        model.eval()
+        with torch.no_grad():
+            for i in range(0, len(seqs), batch_size):
+                chunk = [list(s) for s in seqs[i:i + batch_size]]
+                L = max(len(s) for s in chunk)
+                ids = torch.zeros((len(chunk), L), dtype=torch.long)
+                att = torch.zeros((len(chunk), L), dtype=torch.long)
+                for j, s in enumerate(chunk):
+                    ids[j, :len(s)] = torch.tensor(s)
+                    att[j, :len(s)] = 1
+                probs = torch.softmax(model(input_ids=ids, attention_mask=att).logits.float(), dim=-1)
+                top = torch.topk(probs, min(k, probs.shape[-1]), dim=-1)
+                tid, tpr = top.indices.numpy(), top.values.double().numpy()
+                out.extend((tid[j, :len(s)], tpr[j, :len(s)]) for j, s in enumerate(chunk))
+        return out
+
+    return predict

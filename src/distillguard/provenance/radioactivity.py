@@ -1,14 +1,20 @@
 """Radioactivity test: was a suspect model trained on our watermarked outputs?
 
 A model fine-tuned on watermarked text inherits a weak preference for the green tokens of the
-contexts it saw. Two tests, both with an exact binomial p-value over *distinct* (context, token)
-pairs (Sander et al., "Watermarking makes language models radioactive", 2024, describe why the
-de-duplication is needed: a model's predictions repeat, and repeats are not independent evidence):
+contexts it saw. Three tests (Sander et al., "Watermarking makes language models radioactive", 2024,
+describe why scoring *distinct* (context, token) pairs is needed: a model's predictions repeat, and
+repeats are not independent evidence):
 
 - :func:`whitebox_test` (open weights): feed probe text to the suspect (teacher forcing) and score
-  its top next-token prediction at every position against the green list of the probe's context.
+  its top next-token prediction at every position against the green list of the probe's context;
+  exact binomial p over distinct pairs.
+- :func:`green_mass_test` (open weights, more powerful): the suspect's whole next-token distribution,
+  averaged per distinct context; the statistic is its total probability mass on green tokens, with a
+  Chernoff-bound p-value (:func:`chernoff_p`, valid without normal approximation). Optionally
+  centred on a key-independent reference model (``reference=``), and a *reading mode* on our own
+  watermarked outputs (``exclude_probe_pairs=True``).
 - :func:`blackbox_test` (API only): sample text from the suspect on probe prompts and score the
-  samples as one pooled text.
+  samples as one pooled text; exact binomial p.
 
 Null hypothesis: the suspect never saw text marked with these keys, so its predictions do not depend
 on the secret and each distinct pair is green with probability gamma. **Probes must be text that was
@@ -36,7 +42,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -49,11 +55,16 @@ from distillguard.provenance.watermark import (
     _as_ring,
     _void_rows,
     detect_pairs,
+    green_mask,
 )
 
-__all__ = ["RadioactivityResult", "blackbox_test", "whitebox_test"]
+__all__ = ["GreenMassResult", "RadioactivityResult", "blackbox_test", "chernoff_p", "green_mass_test",
+           "whitebox_test"]
 
 TopNext = Callable[[Sequence[Sequence[int]]], Sequence[np.ndarray]]
+#: ``f(seqs) -> [(ids (L, k), probs (L, k)) per sequence]``: the suspect's ``k`` most likely next tokens
+#: and their probabilities after every prefix ``seq[:t+1]`` (teacher forcing).
+TopKNext = Callable[[Sequence[Sequence[int]]], Sequence[tuple[np.ndarray, np.ndarray]]]
 
 
 @dataclass(frozen=True)
@@ -126,3 +137,184 @@ def blackbox_test(samples: Sequence[Sequence[int]], keys: KeyRing | WatermarkKey
         raise ValueError(f"no samples longer than context_width={w} tokens")
     det = detect_pairs(allrows, ring, key_ids=key_ids, tokens_total=sum(len(s) for s in samples))
     return RadioactivityResult("blackbox", det, len(samples))
+
+
+# ------------------------------------------------------------------------------ green-mass (distribution) test
+
+def chernoff_p(weights: np.ndarray, observed: float, gamma: float) -> float:
+    """Upper bound on ``P[sum_i a_i X_i >= observed]`` for independent ``X_i ~ Bernoulli(gamma)`` and
+    fixed real weights ``a_i``: the Chernoff bound ``min_{lam >= 0} E[exp(lam S)] exp(-lam s)`` with the
+    exact moment generating function ``prod_i (1 - gamma + gamma e^{lam a_i})``. No normal
+    approximation: the bound holds for every ``lam``, so a p-value computed from it is valid (never
+    below the true tail; conservative by about a factor ``z sqrt(2 pi)`` in the far tail).
+
+    >>> w = np.ones(100)                       # unit weights: the binomial case
+    >>> from scipy.stats import binom
+    >>> bool(binom.sf(49, 100, 0.25) <= chernoff_p(w, 50, 0.25) <= 20 * binom.sf(49, 100, 0.25))
+    True
+    >>> chernoff_p(w, 20, 0.25)                # at or below the mean: no evidence
+    1.0
+    """
+    a = np.asarray(weights, dtype=np.float64).ravel()
+    a = a[a != 0]
+    if not a.size or observed <= gamma * a.sum():
+        return 1.0
+    top, tol = a[a > 0].sum(), 1e-9 * max(1.0, float(np.abs(a).sum()))
+    if observed > top + tol:
+        return 0.0  # above the largest value the sum can take
+    if observed >= top - tol:  # the largest value: every positive weight green, every negative one not
+        return float(gamma ** int((a > 0).sum()) * (1 - gamma) ** int((a < 0).sum()))
+    observed -= tol  # absorbs rounding in the sum (a larger bound: still valid)
+    lg, l1 = float(np.log(gamma)), float(np.log1p(-gamma))
+
+    def slope(lam: float) -> tuple[float, float]:  # first and second derivative of log E[e^{lam S}] - lam s
+        pi = 0.5 + 0.5 * np.tanh(0.5 * (lg - l1 + lam * a))  # P_lam[green] of each pair
+        return float((a * pi).sum() - observed), float((a * a * pi * (1 - pi)).sum())
+
+    lo, hi = 0.0, 1.0 / max(float(np.abs(a).max()), 1e-300)
+    while slope(hi)[0] < 0 and hi < 1e8:
+        lo, hi = hi, hi * 2
+    lam = 0.5 * (lo + hi)
+    for _ in range(100):  # Newton on the increasing slope, safeguarded by bisection of [lo, hi]
+        g, h = slope(lam)
+        lo, hi = (lam, hi) if g < 0 else (lo, lam)
+        nxt = lam - g / h if h > 0 else 0.5 * (lo + hi)
+        lam = nxt if lo < nxt < hi else 0.5 * (lo + hi)
+        if hi - lo < 1e-9 * hi or abs(g) < 1e-12 * (1 + abs(observed)):
+            break
+    log_bound = float(np.logaddexp(l1, lg + lam * a).sum() - lam * observed)
+    return float(min(1.0, np.exp(min(0.0, log_bound))))
+
+
+@dataclass(frozen=True)
+class GreenMassResult:
+    """The green-mass test: how much of the suspect's next-token probability falls on green tokens.
+
+    ``green_mass`` is ``S = sum_c sum_t a_{c,t} green_c(t)`` for the best key, ``expected`` its null
+    mean ``gamma * sum a``; ``p_value`` is the Chernoff bound (:func:`chernoff_p`), Bonferroni-corrected
+    over ``keys_tested``; ``score`` the normal z, for ranking only. ``tokens_scored`` counts the
+    distinct (context, token) pairs carrying weight, ``contexts`` the distinct contexts.
+    """
+
+    mode: str
+    key_id: str
+    p_value: float
+    score: float
+    green_mass: float
+    expected: float
+    contexts: int
+    tokens_scored: int
+    tokens_total: int
+    keys_tested: int
+    gamma: float
+    probes: int
+    p_per_key: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"statistic": "green_mass"}
+
+
+def _weights(topk: Sequence[tuple[np.ndarray, np.ndarray]], arrs: Sequence[np.ndarray], w: int,
+             sign: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Context rows, predicted tokens and probabilities of every position with a full context."""
+    ctx, tok, prob = [], [], []
+    for a, (ids, pr) in zip(arrs, topk, strict=True):
+        if a.size < w:
+            continue
+        ids, pr = np.asarray(ids, dtype=np.int64), np.asarray(pr, dtype=np.float64)
+        c = np.lib.stride_tricks.sliding_window_view(a, w)  # c[j] = a[j:j+w]: prediction after position j+w-1
+        ctx.append(c)
+        tok.append(ids[w - 1: w - 1 + len(c)].reshape(len(c), -1))
+        prob.append(sign * pr[w - 1: w - 1 + len(c)].reshape(len(c), -1))
+    return np.concatenate(ctx), np.concatenate(tok), np.concatenate(prob)
+
+
+def green_mass_test(topk_next: TopKNext, probes: Sequence[Sequence[int]], keys: KeyRing | WatermarkKey, *,
+                    params: WatermarkParams | None = None, key_ids: Sequence[str] | None = None,
+                    reference: TopKNext | None = None, exclude_probe_pairs: bool = False,
+                    mode: str = "whitebox") -> GreenMassResult:
+    """White-box radioactivity test on the suspect's next-token *distribution* (not only its argmax).
+
+    Teacher-force the suspect on ``probes``; ``topk_next(seqs)`` gives, after every prefix, its ``k``
+    most likely next tokens and their probabilities (:func:`distillguard.provenance.harness.topk_next_fn`
+    for a ``transformers`` model). Per distinct context ``c`` (the last ``context_width`` ids), average
+    those distributions over the probe positions with that context: ``q_c``. The statistic is the total
+    green mass ``S = sum_c sum_t a_{c,t} X_{c,t}`` with weights ``a = q_c`` and ``X_{c,t}`` the green flag.
+
+    With ``reference`` (another model's ``topk_next``, independent of the key, e.g. the provider's own
+    teacher), the weights are ``q_c - r_c``: what the suspect prefers *more* than the reference. That
+    removes the variance of contexts where both are sure of the next token, which carries no watermark
+    signal. The weights may then be negative; the bound below allows that.
+
+    Null hypothesis: the suspect (and the reference) never saw text marked with these keys, and the
+    probes are not watermarked. The weights are then fixed independently of the key, and the green
+    flags of distinct (context, token) pairs are independent Bernoulli(gamma), so ``S`` is a weighted
+    sum of independent Bernoullis and :func:`chernoff_p` bounds its tail exactly (no normal
+    approximation). Each distinct pair carries one weight, so repeated contexts are not double counted.
+
+    **Reading mode** (``exclude_probe_pairs=True``; Sander et al. 2024): the probes may be our own
+    watermarked outputs (from the evidence log), so the suspect is read on the contexts it was trained
+    on. Every (context, token) pair that occurs in the probes is dropped from the sum. The test stays
+    valid: given the probe text, the green flags of the pairs that the text never chose are independent
+    of it up to a likelihood that *decreases* in each flag (a green token is more likely to have been
+    chosen, so an unchosen one is less likely green), and by Harris' inequality the moment generating
+    function of a sum with non-negative weights can only shrink. So reading mode needs non-negative
+    weights: it refuses ``reference``. Do not pick the probe texts by their watermark scores.
+    """
+    ring = _as_ring(keys, params)
+    w, gamma = ring.params.context_width, ring.params.gamma
+    if exclude_probe_pairs and reference is not None:
+        raise ValueError("exclude_probe_pairs (reading mode) needs non-negative weights: drop the reference")
+    klist = ring.select(key_ids)
+    arrs = [np.asarray(p, dtype=np.int64).reshape(-1) for p in probes]
+    if not any(a.size >= w for a in arrs):
+        raise ValueError(f"probes must hold at least context_width={w} tokens")
+    seqs = [a.tolist() for a in arrs]
+    ctx, tok, prob = _weights(topk_next(seqs), arrs, w, 1.0)
+    parts = [(ctx, tok, prob)]
+    if reference is not None:
+        parts.append(_weights(reference(seqs), arrs, w, -1.0))
+    seen = np.concatenate([_windows(a, w) for a in arrs]) if exclude_probe_pairs else np.empty((0, w + 1), np.int64)
+    # one packing of every context so that indices compare across the parts
+    allctx = np.concatenate([p[0] for p in parts] + [seen[:, :w]])
+    uniq, first, cinv = np.unique(_void_rows(allctx), return_index=True, return_inverse=True)
+    cinv = cinv.reshape(-1)
+    n_c = np.bincount(cinv[:len(ctx)], minlength=len(uniq)).astype(np.float64)  # positions per context
+    ci, ti, wi, off = [], [], [], 0
+    for c, t, pr in parts:
+        idx = cinv[off: off + len(c)]
+        off += len(c)
+        ci.append(np.repeat(idx, t.shape[1]))
+        ti.append(t.ravel())
+        wi.append((pr / n_c[idx][:, None]).ravel())
+    ci_a, ti_a, wi_a = np.concatenate(ci), np.concatenate(ti), np.concatenate(wi)
+    vmax = int(max(ti_a.max(), seen[:, w].max() if len(seen) else 0)) + 1
+    pair = ci_a * vmax + ti_a
+    upair, pinv = np.unique(pair, return_inverse=True)
+    a = np.bincount(pinv.reshape(-1), weights=wi_a, minlength=len(upair))
+    if exclude_probe_pairs:
+        a[np.isin(upair, cinv[off:] * vmax + seen[:, w])] = 0.0
+    keep = np.abs(a) > 1e-12
+    upair, a = upair[keep], a[keep]
+    if not len(a):
+        raise ValueError("nothing to score: no (context, token) pair carries weight")
+    pc, pt = upair // vmax, upair % vmax
+    used, pc_local = np.unique(pc, return_inverse=True)
+    ctx_rows = allctx[first[used]]
+    chunk = max(1, 4_000_000 // vmax)
+    s_k, p_k = [], []
+    for key in klist:
+        green = np.zeros(len(a), dtype=bool)
+        for lo in range(0, len(used), chunk):
+            m = green_mask(key, ctx_rows[lo: lo + chunk], vmax, gamma)
+            sel = (pc_local >= lo) & (pc_local < lo + chunk)
+            green[sel] = m[pc_local[sel] - lo, pt[sel]]
+        s = float(a[green].sum())
+        s_k.append(s)
+        p_k.append(chernoff_p(a, s, gamma))
+    b = int(np.argmin(p_k))
+    mean, var = gamma * float(a.sum()), gamma * (1 - gamma) * float((a * a).sum())
+    return GreenMassResult(mode, klist[b].key_id, float(min(1.0, p_k[b] * len(klist))),
+                           float((s_k[b] - mean) / np.sqrt(var)) if var > 0 else 0.0, s_k[b], mean, len(used), len(a),
+                           sum(x.size for x in arrs), len(klist), gamma, len(arrs),
+                           {k.key_id: float(p) for k, p in zip(klist, p_k, strict=True)})
