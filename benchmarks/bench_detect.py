@@ -25,7 +25,7 @@ def peak_rss_mib() -> float:
     return float("nan")
 
 
-def child(db: Path, out: Path, sample: int | None) -> None:
+def child(db: Path, out: Path, sample: int | None, workers: int) -> None:
     from distillguard.detect import detect
     from distillguard.store import connect
 
@@ -36,7 +36,7 @@ def child(db: Path, out: Path, sample: int | None) -> None:
     scan = time.perf_counter() - t0
     con.close()
     t0 = time.perf_counter()
-    summary = detect(db, out, progress=False, signal_sample=sample)
+    summary = detect(db, out, progress=False, signal_sample=sample, signal_workers=workers)
     total = time.perf_counter() - t0
     print(json.dumps({"exchanges": n, "plain_scan_s": round(scan, 2), "detect_s": round(total, 1),
                       "ratio_to_scan": round(total / scan, 1), "exchanges_per_s": round(n / total),
@@ -50,11 +50,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--sample", type=int, default=None,
                     help="content signals on at most N exchanges per account per day (default: all)")
+    ap.add_argument("--workers", type=int, default=1, help="processes for the content stage")
     ap.add_argument("--out", type=Path, default=Path("bench-out/detect"))
     ap.add_argument("--child", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        return child(args.child[0], args.child[1], args.sample)
+        return child(args.child[0], args.child[1], args.sample, args.workers)
     from distillguard.ingest import ingest
     from distillguard.simulate import simulate
 
@@ -67,6 +68,7 @@ def main() -> None:
     cmd = [sys.executable, __file__, "--child", str(db), str(args.out / "run")]
     if args.sample:
         cmd += ["--sample", str(args.sample)]
+    cmd += ["--workers", str(args.workers)]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode:
         raise SystemExit(res.stderr[-3000:])

@@ -149,6 +149,11 @@ def detect(
         typer.Option(help="Classify at most N prompts per account per day (hash-chosen, unbiased); for very "
                      "large logs. Default: every prompt."),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="Processes for the content stage (2 on a dedicated 2-core machine; the output "
+                     "is identical)."),
+    ] = 1,
     group_key: Annotated[
         list[Path] | None,
         typer.Option("--group-key", help="Group key file(s): match indicators imported with `distillguard share "
@@ -180,7 +185,7 @@ def detect(
     try:
         summary = run_detect(db, out, as_of=when, step=_parse_duration(step), model=model, reports=reports,
                              progress=not json_out, console=err_console, signal_sample=sample,
-                             intel_keys=intel_keys, intel_rule=rule)
+                             signal_workers=workers, intel_keys=intel_keys, intel_rule=rule)
     except (FileNotFoundError, ValueError) as e:
         err_console.print(f"[red]error:[/] {e}")
         raise typer.Exit(2) from e
@@ -212,6 +217,11 @@ def calibrate(
                      "in the store, so point --db at a period you trust."),
     ] = None,
     target_fpr: Annotated[float, typer.Option(help="Share of benign accounts the threshold may flag.")] = 0.0005,
+    step: Annotated[
+        str,
+        typer.Option(help="Also take the accounts as of every STEP of the period (1d, 12h, or none), so the "
+                     "threshold holds for stepwise detection, which scores each account at every step."),
+    ] = "1d",
 ) -> None:
     """Calibrate risk scores on benign-only traffic: the reference every score is measured against."""
     from distillguard.scoring.calibrate import calibrate as run_calibrate
@@ -219,7 +229,7 @@ def calibrate(
     ids = None
     if benign_accounts:
         ids = [line.strip() for line in benign_accounts.read_text().splitlines() if line.strip()]
-    model = run_calibrate(db, out, benign_accounts=ids, target_fpr=target_fpr)
+    model = run_calibrate(db, out, benign_accounts=ids, target_fpr=target_fpr, step=_parse_duration(step))
     console.print(f"calibrated on {model.n_benign_:,} benign accounts; threshold {model.threshold_:.1f}; wrote {out}")
 
 

@@ -87,6 +87,7 @@ def detect(
     progress: bool = True,
     console: Console | None = None,
     signal_sample: int | None = None,
+    signal_workers: int = 1,
     intel_keys: Any = None,
     intel_rule: Any = None,
 ) -> DetectSummary:
@@ -98,7 +99,8 @@ def detect(
     calibrated on a benign-only simulation; calibrate on your own benign traffic with
     ``distillguard calibrate``). ``signal_sample``: compute content signals on at most this many
     exchanges per account per day, chosen by a hash of request_id (shares stay unbiased; for logs
-    too large to classify every prompt). ``intel_keys``: a :class:`distillguard.share.KeyRing`; with
+    too large to classify every prompt). ``signal_workers``: processes for the content stage (same
+output; worth it when the cores are otherwise idle). ``intel_keys``: a :class:`distillguard.share.KeyRing`; with
     it, indicators imported from peers (``distillguard share import``) are matched first (table
     ``indicator_matches``) and matching accounts get ``SHARED_INDICATOR`` reasons (a table written
     by ``distillguard share match`` is used as is). ``intel_rule``: a
@@ -116,8 +118,9 @@ def detect(
         if first is None:
             raise ValueError(f"{db}: no exchanges in the store (run `distillguard ingest` first)")
         end = min(as_of, last) if as_of else last
-        _timed(summary, "signals", build_signals, engine, as_of=end, sample=signal_sample)
-        moments = _steps(first, end, step) if step else []
+        _timed(summary, "signals", build_signals, engine, as_of=end, sample=signal_sample,
+               workers=signal_workers)
+        moments = step_moments(first, end, step) if step else []
         moments.append(end)
         intel = _load_intel(engine, intel_keys)
         first_flag: dict[str, datetime] = {}
@@ -176,7 +179,8 @@ def _load_intel(engine: DuckDBEngine, keys: Any) -> tuple[list[dict[str, Any]], 
     return matches, first
 
 
-def _steps(first: datetime, end: datetime, step: timedelta) -> list[datetime]:
+def step_moments(first: datetime, end: datetime, step: timedelta) -> list[datetime]:
+    """The as-of moments of stepwise detection: every ``step`` from the hour of ``first``, before ``end``."""
     t = first.replace(minute=0, second=0, microsecond=0) + step
     out = []
     while t < end:

@@ -27,6 +27,7 @@ __all__ = [
     "REASONS",
     "DAILY",
     "SAMPLE_TEXT",
+    "SAMPLE_EXCHANGE",
     "FACETS_TOP",
     "MEMBER_IDS",
     "READ_CAMPAIGNS",
@@ -373,15 +374,22 @@ READ_CAMPAIGNS = portable_sql(
 
 # One example text for a campaign's most used template or preamble ({fp_col}), for the rendered
 # report only -- never stored in a table. _report_sample_members holds the campaign's flagged members.
+# Two steps: the first use is found in the narrow signals table, then fetched from exchanges by a
+# point lookup whose ts predicate prunes row groups (one join over all exchanges per campaign made
+# the reports stage grow with campaigns x exchanges).
 SAMPLE_TEXT = portable_sql(
     "report.sample_text",
     """
-SELECT x.system, x.prompt
+SELECT s.request_id, s.account_id, s.ts
 FROM {signals} s
-JOIN exchanges x ON x.request_id = s.request_id
-JOIN _report_sample_members m ON m.account_id = x.account_id
+JOIN _report_sample_members m ON m.account_id = s.account_id
 WHERE CAST(s.{fp_col} AS VARCHAR) = ?
-ORDER BY x.ts, x.request_id
+ORDER BY s.ts, s.request_id
 LIMIT 1
 """,
+)
+
+SAMPLE_EXCHANGE = portable_sql(
+    "report.sample_exchange",
+    "SELECT system, prompt FROM exchanges WHERE ts = ? AND account_id = ? AND request_id = ?",
 )

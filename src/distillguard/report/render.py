@@ -101,7 +101,9 @@ def _sample(engine: Engine, c: dict[str, Any]) -> dict[str, str] | None:
     engine.register("_report_sample_members", pa.table({"account_id": pa.array(c["members"], pa.string())}))
     for t in c["top_templates"]:  # templates first, then preambles, most used first
         col = "template_fp" if t["kind"] == "template" else "preamble_fp"
-        rows = engine.query(_sql.SAMPLE_TEXT.format(signals="signals", fp_col=col), [t["fp"]]).to_pylist()
+        first = engine.query(_sql.SAMPLE_TEXT.format(signals="signals", fp_col=col), [t["fp"]]).to_pylist()
+        rows = first and engine.query(_sql.SAMPLE_EXCHANGE, [first[0]["ts"], first[0]["account_id"],
+                                                             first[0]["request_id"]]).to_pylist()
         text = rows and (rows[0]["prompt"] if t["kind"] == "template" else rows[0]["system"])
         if text:
             return {"kind": t["kind"], "fp": t["fp"], "skeleton": _skeleton(text)}
