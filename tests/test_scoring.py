@@ -160,3 +160,44 @@ def test_joint_cluster_evidence_ignores_overdispersed_benign_clusters() -> None:
     hydra = np.zeros((20, 3), dtype=bool)
     hydra[:16] = True
     assert m._joint_evidence("hydra", hydra)[0] > m.threshold_
+
+
+def _steps(n: int, n_steps: int, seed: int) -> pa.Table:
+    """Benign accounts as of several moments: early moments have few requests, so their shares are
+    noisy (an account whose first 3 requests include 2 grader prompts is at 67% for a while)."""
+    rng = np.random.default_rng(seed)
+    rate = rng.beta(1, 30, n)  # each account's true CoT-like share
+    parts = []
+    for s in range(n_steps):
+        requests = 2 * (s + 1)
+        parts.append(pa.table({
+            "account_id": [f"b{i}" for i in range(n)],
+            "cot": rng.binomial(requests, rate) / requests,
+            "ceil": np.zeros(n),
+            "gap_cv": rng.uniform(1.0, 5.0, n),
+            "step": pa.array([s] * n, pa.int32()),
+        }))
+    return pa.concat_tables(parts)
+
+
+def test_stepwise_calibration_bounds_the_share_of_accounts_ever_flagged() -> None:
+    evidence = EVIDENCE[:1]
+    ref, fresh = _steps(3000, 12, seed=1), _steps(3000, 12, seed=2)
+    end_only = RiskModel(evidence, target_fpr=0.002).fit(ref.filter(pa.compute.equal(ref["step"], 11)).drop(["step"]))
+    stepwise = RiskModel(evidence, target_fpr=0.002).fit(ref)
+    assert stepwise.n_benign_ == 3000  # accounts, not (account, step) rows
+
+    def ever_flagged(m: RiskModel) -> float:
+        flagged: set[str] = set()
+        for s in range(12):
+            rows = fresh.filter(pa.compute.equal(fresh["step"], s))
+            out = m.score(rows.drop(["step"]))
+            flagged |= {a for a, f in zip(out["account_id"], out["flagged"], strict=True) if f}
+        return len(flagged) / 3000
+
+    # Calibrated on the end state only, the threshold is exceeded by many more accounts at some step
+    # than the target; calibrated on every step, the share stays near the target on unseen accounts.
+    assert ever_flagged(end_only) > 0.01
+    assert ever_flagged(stepwise) <= 0.006
+    attack = pa.table({"account_id": ["x"], "cot": [0.9], "ceil": [0.0], "gap_cv": [3.0]})
+    assert stepwise.score(attack)["flagged"].all()

@@ -282,6 +282,11 @@ class OnlineScorer:
             hits.append(kind)
         return w, hits
 
+    def warm_up(self) -> None:
+        """Build the risk model's per-request lookup tables now, so that the first request does not pay
+        for them (with a decision budget of a few ms it would be answered by the fail mode)."""
+        self.model.own_risk_one({})
+
     def score_one(self, exchange: dict) -> Decision:
         """Decide one request before it is served; pure (reads state, changes nothing).
 

@@ -18,6 +18,7 @@ import argparse
 import json
 import tempfile
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -28,26 +29,44 @@ from distillguard.scoring.defaults import EVIDENCE
 from distillguard.scoring.risk import Evidence, RiskModel
 from distillguard.store import connect
 
-__all__ = ["calibrate", "calibrate_on_simulation"]
+__all__ = ["REFERENCE_STEP", "calibrate", "calibrate_on_simulation"]
+
+#: Reference moments for calibration: the accounts as of every day of the reference period.
+REFERENCE_STEP = timedelta(days=1)
 
 
-def reference_tables(db: Path | str, benign_accounts: Iterable[str] | None = None) -> tuple[pa.Table, pa.Table]:
-    """Features and clusters of the store's accounts (or only ``benign_accounts``), as of its end."""
+def reference_tables(db: Path | str, benign_accounts: Iterable[str] | None = None, *,
+                     step: timedelta | None = None) -> tuple[pa.Table, pa.Table]:
+    """Features and clusters of the store's accounts (or only ``benign_accounts``), as of its end;
+    with ``step``, also as of every ``step`` from the first exchange on, stacked with a ``step``
+    column (the moments stepwise detection scores; see :meth:`RiskModel.fit`)."""
     from distillguard.content import build_signals
-    from distillguard.detect import DetectSummary, run_stages
+    from distillguard.detect import DetectSummary, run_stages, step_moments
 
     con = connect(db, memory_limit="4GB")
+    feature_parts, cluster_parts = [], []
     try:
         engine = DuckDBEngine(con)
         build_signals(engine)
-        features, clusters = run_stages(engine, None, DetectSummary(db=str(db), as_of=None))
+        moments: list[datetime | None] = [None]
+        if step is not None:
+            first, last = con.execute("SELECT min(ts), max(ts) FROM exchanges").fetchall()[0]
+            moments = [*step_moments(first, last, step), last]
+        for i, moment in enumerate(moments):
+            features, clusters = run_stages(engine, moment, DetectSummary(db=str(db), as_of=None))
+            if benign_accounts is not None:
+                keep = pa.array(sorted(set(benign_accounts)), pa.string())
+                features = features.filter(pc.is_in(features.column("account_id"), value_set=keep))
+                clusters = clusters.filter(pc.is_in(clusters.column("account_id"), value_set=keep))
+            if step is not None:
+                features = features.append_column("step", pa.array([i] * features.num_rows, pa.int32()))
+                clusters = clusters.append_column("step", pa.array([i] * clusters.num_rows, pa.int32()))
+            feature_parts.append(features)
+            cluster_parts.append(clusters)
     finally:
         con.close()
-    if benign_accounts is not None:
-        keep = pa.array(sorted(set(benign_accounts)), pa.string())
-        features = features.filter(pc.is_in(features.column("account_id"), value_set=keep))
-        clusters = clusters.filter(pc.is_in(clusters.column("account_id"), value_set=keep))
-    return features, clusters
+    return (pa.concat_tables(feature_parts, promote_options="permissive"),
+            pa.concat_tables(cluster_parts, promote_options="permissive"))
 
 
 def fit_reference(
@@ -72,12 +91,19 @@ def calibrate(
     benign_accounts: Iterable[str] | None = None,
     evidence: tuple[Evidence, ...] = EVIDENCE,
     target_fpr: float = 0.0005,
+    step: timedelta | None = REFERENCE_STEP,
 ) -> RiskModel:
-    """Fit a :class:`RiskModel` on the store's accounts (or only ``benign_accounts``) and save it."""
-    return fit_reference([reference_tables(db, benign_accounts)], out, evidence=evidence, target_fpr=target_fpr)
+    """Fit a :class:`RiskModel` on the store's accounts (or only ``benign_accounts``) and save it.
+
+    ``step``: also take the accounts as of every step of the reference period, so the threshold
+    holds ``target_fpr`` for stepwise detection, which scores every account at every step (None:
+    the end of the period only)."""
+    return fit_reference([reference_tables(db, benign_accounts, step=step)], out, evidence=evidence,
+                         target_fpr=target_fpr)
 
 
-def calibrate_on_simulation(specs: list[tuple[str, float, int]], out: Path | str) -> RiskModel:
+def calibrate_on_simulation(specs: list[tuple[str, float, int]], out: Path | str, *,
+                            step: timedelta | None = REFERENCE_STEP) -> RiskModel:
     """Simulate each (scenario, scale, seed), ingest it, and calibrate on the benign accounts of all
     of them (truth.jsonl): several simulated worlds with different persona mixes make a broader
     benign reference than one."""
@@ -97,7 +123,7 @@ def calibrate_on_simulation(specs: list[tuple[str, float, int]], out: Path | str
                     row = json.loads(line)
                     if row.get("kind") == "account" and str(row.get("label", "")).startswith("benign:"):
                         benign.append(row["account_id"])
-            references.append(reference_tables(db, benign))
+            references.append(reference_tables(db, benign, step=step))
     return fit_reference(references, out)
 
 
@@ -109,10 +135,13 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--references", default=DEFAULT_REFERENCES,
                     help="comma-separated scenario:scale:seed simulations whose benign accounts form the reference")
+    ap.add_argument("--step-hours", type=float, default=REFERENCE_STEP.total_seconds() / 3600,
+                    help="reference moments every STEP hours (0: the end of each reference only)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     specs = [(s.split(":")[0], float(s.split(":")[1]), int(s.split(":")[2])) for s in args.references.split(",")]
-    model = calibrate_on_simulation(specs, args.out)
+    step = timedelta(hours=args.step_hours) if args.step_hours > 0 else None
+    model = calibrate_on_simulation(specs, args.out, step=step)
     print(f"calibrated on {model.n_benign_:,} benign accounts; threshold {model.threshold_:.1f}; wrote {args.out}")
 
 

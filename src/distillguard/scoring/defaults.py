@@ -27,8 +27,8 @@ EVIDENCE: tuple[Evidence, ...] = (
              "trace (99% lower bound; benign p99 {ref:.0%})"),
     Evidence("CAPABILITY_FOCUS", "target_capability_share_all", "{value:.0%} of requests are agentic, coding or "
              "planning tasks (benign p99 {ref:.0%})", group="capability"),
-    Evidence("GRADER_REWRITE", "grader_rewrite_share_all", "{value:.0%} of requests use the model as a grader or to "
-             "rewrite answers (benign p99 {ref:.0%})"),
+    Evidence("GRADER_REWRITE", "grader_rewrite_share_lb_all", "at least {value:.0%} of requests use the model as a "
+             "grader or to rewrite answers (99% lower bound; benign p99 {ref:.0%})"),
     Evidence("SHARED_TEMPLATE", "shared_template_share_all", "{value:.0%} of requests use a prompt template that "
              "3+ other accounts also send (benign p99 {ref:.0%})", group="template"),
     Evidence("SHARED_PREAMBLE", "shared_preamble_share_all", "{value:.0%} of requests carry a system preamble that "

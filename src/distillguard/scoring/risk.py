@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from scipy.stats import binom
 
 __all__ = ["Evidence", "RiskModel", "simes"]
@@ -103,16 +104,23 @@ class RiskModel:
     _plan: list[tuple[str, float, list[float], float, float]] | None = field(default=None, repr=False,
                                                                                compare=False)
     _groups: list[tuple[list[int], float, bool]] = field(default_factory=list, repr=False, compare=False)
+    _above: tuple[Any, float, list[Any]] | None = field(default=None, repr=False, compare=False)
 
     # -- fitting -------------------------------------------------------------------------------
     def fit(self, features: pa.Table, clusters: pa.Table | None = None) -> RiskModel:
         """Learn the benign distribution of every evidence column and the operating threshold.
 
-        ``features``: one row per *benign* account (account_id + the evidence columns);
-        ``clusters``: account_id, cluster_id, cluster_size for those accounts (optional).
+        ``features``: one row per *benign* account (account_id + the evidence columns), or, with a
+        ``step`` column, one row per account per as-of moment (what stepwise detection scores);
+        ``clusters``: account_id, cluster_id, cluster_size for those accounts (with ``step`` when
+        ``features`` has it; optional).
+
+        With steps, the evidence tails come from all (account, moment) rows, and the threshold bounds
+        the share of benign accounts that exceed it *at any moment*: stepwise detection gives every
+        account one chance per step, so a threshold set on the end-of-log state alone lets through
+        more false positives than ``target_fpr`` (young accounts with few requests have noisy shares).
         """
-        self.n_benign_ = features.num_rows
-        if self.n_benign_ == 0:
+        if features.num_rows == 0:
             raise ValueError("cannot calibrate on zero benign accounts")
         self.reference_ = {}
         self._lists = None
@@ -120,13 +128,31 @@ class RiskModel:
         for ev in self.evidence:
             values = _column(features, ev.column)
             values = values[~np.isnan(values)]
-            self.reference_[ev.code] = np.sort(values if ev.higher_is_riskier else -values)
-        total = self._combined(features, clusters)
+            self.reference_[ev.code] = _thin(np.sort(values if ev.higher_is_riskier else -values))
+        total = self._peak_total(features, clusters)
+        self.n_benign_ = len(total)
         q = 1.0 - self.target_fpr
         self.threshold_ = float(np.quantile(total, q, method="higher")) + 1e-9
         spread = np.subtract(*np.quantile(total, [0.99, 0.5]))
         self.scale_ = float(max(spread / 4.0, 1.0))
         return self
+
+    def _peak_total(self, features: pa.Table, clusters: pa.Table | None) -> np.ndarray:
+        """Each account's combined risk; with a ``step`` column, its largest over the steps (each step
+        assessed with that step's clusters)."""
+        if "step" not in features.column_names:
+            return self._combined(features, clusters)
+        accounts, inverse = np.unique(np.asarray(features.column("account_id").to_pylist(), dtype=object),
+                                      return_inverse=True)
+        peak = np.full(len(accounts), -np.inf)
+        steps = features.column("step")
+        csteps = clusters.column("step") if clusters is not None else None
+        for step in pc.unique(steps).to_pylist():
+            rows = np.flatnonzero(np.asarray(pc.equal(steps, step)))
+            f = features.take(pa.array(rows))
+            c = clusters.filter(pc.equal(csteps, step)) if clusters is not None else None
+            np.maximum.at(peak, inverse[rows], self._combined(f, c))
+        return peak
 
     # -- scoring -------------------------------------------------------------------------------
     def tail_logp(self, features: pa.Table) -> np.ndarray:
@@ -208,14 +234,14 @@ class RiskModel:
         """:meth:`tail_logp_values` summed for one row, in scalar Python (a request path needs
         microseconds, numpy's per-call overhead is more than the whole computation): the account's
         own risk before cluster evidence. ``features`` maps column -> value; missing/NaN: no evidence."""
+        return self.own_risk_from_ps_one(self.tail_ps_one(features))
+
+    def tail_ps_one(self, features: dict[str, Any]) -> list[float]:
+        """Benign tail probability of each evidence for one row, in evidence order (1.0 where the value
+        is missing or NaN), as :meth:`tail_p_values`; :meth:`own_risk_from_ps_one` combines them."""
         plan = self._plan
         if plan is None or self._lists is None:
-            lists = self._ref_lists()
-            plan = self._plan = [(ev.column, 1.0 if ev.higher_is_riskier else -1.0, lists[ev.code],
-                                  len(lists[ev.code]) + 1.0, ev.weight) for ev in self.evidence]
-            self._groups = self.groups()
-        trunc = self.truncate_p
-        log = math.log
+            plan = self._one_plan()
         ps = []
         for col, sign, ref, n1, _ in plan:
             v = features.get(col)
@@ -223,6 +249,71 @@ class RiskModel:
                 ps.append(1.0)
                 continue
             ps.append((n1 - bisect_left(ref, sign * float(v))) / n1)  # _tail_p: (1 + at_least) / (n + 1)
+        return ps
+
+    def tail_ps_reuse_one(self, features: dict[str, Any], bounds: list[Any] | None
+                          ) -> tuple[list[float], list[Any]]:
+        """The tail ps of one row *truncated* (a p above ``truncate_p`` is given as 1.0: it counts for
+        nothing in the own risk, and :meth:`own_risk_from_ps_one` of these ps equals that of
+        :meth:`tail_ps_one`'s), plus per evidence the interval ``(lo, hi, p)`` of risky-direction values
+        that get the same truncated p (None where missing), in evidence order, then a token of the
+        calibration. Pass an earlier call's intervals as ``bounds``: a value still inside its interval
+        reuses its p without a search, which is most of them when an account's features move a little
+        per request (intervals from before a refit or a ``truncate_p`` change are ignored)."""
+        plan = self._plan
+        if plan is None or self._lists is None:
+            plan = self._one_plan()
+        above = self._above
+        if above is None or above[0] is not plan or above[1] != self.truncate_p:
+            above = self._above = (plan, self.truncate_p, [(col, sign, ref, n1, self._above_bound(ref, n1))
+                                                           for col, sign, ref, n1, _ in plan])
+        rows = above[2]
+        if bounds is not None and bounds[-1] is not rows:  # from another calibration (or a refit): unusable
+            bounds = None
+        get = features.get
+        ps: list[float] = []
+        out: list[Any] = []
+        add_p, add_b = ps.append, out.append
+        inf = math.inf
+        for (col, sign, ref, n1, top), b in zip(rows, bounds or [None] * len(rows), strict=False):  # + token
+            v = get(col)
+            if v is None or v != v:  # missing or NaN: no evidence
+                add_p(1.0)
+                add_b(None)
+                continue
+            x = sign * float(v)
+            if b is None or not b[0] < x <= b[1]:
+                if top is not None and x <= top[1]:
+                    b = top
+                else:
+                    pos = bisect_left(ref, x)  # ref[pos - 1] < x <= ref[pos]: any x in there gets this pos
+                    b = (ref[pos - 1] if pos else -inf, ref[pos] if pos < len(ref) else inf, (n1 - pos) / n1)
+            add_p(b[2])
+            add_b(b)
+        add_b(rows)  # last item: what the intervals were computed against
+        return ps, out
+
+    def _above_bound(self, ref: list[float], n1: float) -> tuple[float, float, float] | None:
+        """The values whose tail p is above ``truncate_p`` (ranks below the first rank whose p is not):
+        ``(-inf, hi, 1.0)``, or None when there are none."""
+        def above(k: int) -> bool:
+            return k < len(ref) + 1 and (n1 - k) / n1 > self.truncate_p
+
+        k = max(0, min(len(ref) + 1, int(n1 * (1.0 - self.truncate_p)) - 2))  # near the answer, then exact
+        while k > 0 and not above(k - 1):
+            k -= 1
+        while above(k):
+            k += 1
+        if k == 0:
+            return None
+        return (-math.inf, ref[k - 1] if k <= len(ref) else math.inf, 1.0)
+
+    def own_risk_from_ps_one(self, ps: list[float]) -> float:
+        """:meth:`own_risk_from_p` for one row of :meth:`tail_ps_one` (scalar Python)."""
+        if self._plan is None or self._lists is None:
+            self._one_plan()
+        trunc = self.truncate_p
+        log = math.log
         content = behaviour = 0.0
         for idx, w, is_behaviour in self._groups:  # Simes within a group, as own_risk_from_p
             if len(idx) == 1:
@@ -237,6 +328,13 @@ class RiskModel:
                     content += -2.0 * log(max(p, 1e-300)) * w
         cap = self.behaviour_cap
         return content + (behaviour if cap is None or behaviour < cap else cap)
+
+    def _one_plan(self) -> list[tuple[str, float, list[float], float, float]]:
+        lists = self._ref_lists()
+        plan = self._plan = [(ev.column, 1.0 if ev.higher_is_riskier else -1.0, lists[ev.code],
+                              len(lists[ev.code]) + 1.0, ev.weight) for ev in self.evidence]
+        self._groups = self.groups()
+        return plan
 
     _own_risk_one = own_risk_one  # old private name
 
@@ -271,7 +369,12 @@ class RiskModel:
         cluster has at least ``min_cluster`` members. Returns (risk, score, flagged): the same
         numbers :meth:`score` gives for that row."""
         self._check_fitted()
-        risk = self.own_risk_one(features)
+        return self.risk_from_own_one(self.own_risk_one(features), cluster_risk)
+
+    def risk_from_own_one(self, own: float, cluster_risk: float | None = None) -> tuple[float, float, bool]:
+        """:meth:`risk_one` from an own risk already computed (:meth:`own_risk_one`)."""
+        self._check_fitted()
+        risk = own
         if cluster_risk is not None:
             risk = max(risk, float(cluster_risk))
         z = (risk - self.threshold_) / self.scale_
@@ -428,6 +531,20 @@ def _cluster_groups(features: pa.Table, clusters: pa.Table | None, min_cluster: 
         if c is not None and (s or 1) >= min_cluster:
             members.setdefault(c, []).append(i)
     return _Groups(ids, sizes, members)
+
+
+#: Most reference values kept per evidence. A stepwise reference has one row per account per day
+#: (10k accounts x 45 days = 450k); evenly spaced ranks keep the distribution, tail probabilities
+#: down to 1/50,001 (-2 ln p = 21.6, so one evidence beyond every benign row can still flag), and
+#: keep the online scorer's per-evidence lists small. Applied before the threshold is chosen, so the
+#: threshold is set on the same tail probabilities that scoring uses.
+MAX_REFERENCE = 50_001
+
+
+def _thin(sorted_values: np.ndarray, k: int = MAX_REFERENCE) -> np.ndarray:
+    if len(sorted_values) <= k:
+        return sorted_values
+    return sorted_values[np.linspace(0, len(sorted_values) - 1, k).round().astype(int)]
 
 
 def _compress(sorted_values: np.ndarray, k: int = 2001) -> dict[str, Any]:

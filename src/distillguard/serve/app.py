@@ -76,6 +76,9 @@ def create_app(scorer: OnlineScorer, config: ServeConfig | None = None, keymap: 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         core.restore()
+        warm_up = getattr(scorer, "warm_up", None)
+        if callable(warm_up):
+            warm_up()
         for m, c in config.model_ceilings.items():  # a model's documented max_tokens (docs/online.md)
             ctx = getattr(getattr(scorer, "features", None), "context", None)
             if ctx is not None:
