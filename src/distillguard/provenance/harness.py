@@ -102,19 +102,13 @@ def topk_next_fn(model: Any, k: int = 32, batch_size: int = 64) -> Callable[[Seq
     for :func:`distillguard.provenance.radioactivity.green_mass_test`."""
     import torch
 
+    from distillguard.provenance.hf import next_token_logits
+
     def predict(seqs: Sequence[Sequence[int]]) -> list[tuple[np.ndarray, np.ndarray]]:
         out: list[tuple[np.ndarray, np.ndarray]] = []
-        model.eval()
         with torch.no_grad():
-            for i in range(0, len(seqs), batch_size):
-                chunk = [list(s) for s in seqs[i:i + batch_size]]
-                L = max(len(s) for s in chunk)
-                ids = torch.zeros((len(chunk), L), dtype=torch.long)
-                att = torch.zeros((len(chunk), L), dtype=torch.long)
-                for j, s in enumerate(chunk):
-                    ids[j, :len(s)] = torch.tensor(s)
-                    att[j, :len(s)] = 1
-                probs = torch.softmax(model(input_ids=ids, attention_mask=att).logits.float(), dim=-1)
+            for chunk, logits in next_token_logits(model, seqs, batch_size):
+                probs = torch.softmax(logits.float(), dim=-1)
                 top = torch.topk(probs, min(k, probs.shape[-1]), dim=-1)
                 tid, tpr = top.indices.numpy(), top.values.double().numpy()
                 out.extend((tid[j, :len(s)], tpr[j, :len(s)]) for j, s in enumerate(chunk))

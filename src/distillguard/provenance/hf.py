@@ -55,6 +55,24 @@ class WatermarkLogitsProcessor(_LogitsProcessor):  # type: ignore[misc,valid-typ
         return scores + bias
 
 
+def next_token_logits(model: Any, seqs: Sequence[Sequence[int]], batch_size: int = 64) -> Any:
+    """Yield ``(chunk, logits)`` per batch of ``seqs``: the causal LM's next-token logits after every
+    prefix (teacher forcing; sequences right-padded, row ``j`` valid up to ``len(chunk[j])``). Call
+    under ``torch.no_grad()``; shared by :func:`top_token_fn` and ``harness.topk_next_fn``."""
+    import torch
+
+    model.eval()
+    for i in range(0, len(seqs), batch_size):
+        chunk = [list(s) for s in seqs[i:i + batch_size]]
+        L = max(len(s) for s in chunk)
+        ids = torch.zeros((len(chunk), L), dtype=torch.long)
+        att = torch.zeros((len(chunk), L), dtype=torch.long)
+        for j, s in enumerate(chunk):
+            ids[j, :len(s)] = torch.tensor(s)
+            att[j, :len(s)] = 1
+        yield chunk, model(input_ids=ids, attention_mask=att).logits
+
+
 def top_token_fn(model: Any, batch_size: int = 64) -> Any:
     """``f(seqs) -> list of arrays``: the model's argmax next token after every prefix of each sequence
     (teacher forcing, one forward pass per sequence batch), for :func:`radioactivity.whitebox_test`."""
@@ -62,17 +80,9 @@ def top_token_fn(model: Any, batch_size: int = 64) -> Any:
 
     def predict(seqs: Sequence[Sequence[int]]) -> list[np.ndarray]:
         out: list[np.ndarray] = []
-        model.eval()
         with torch.no_grad():
-            for i in range(0, len(seqs), batch_size):
-                chunk = [list(s) for s in seqs[i:i + batch_size]]
-                L = max(len(s) for s in chunk)
-                ids = torch.zeros((len(chunk), L), dtype=torch.long)
-                att = torch.zeros((len(chunk), L), dtype=torch.long)
-                for j, s in enumerate(chunk):
-                    ids[j, :len(s)] = torch.tensor(s)
-                    att[j, :len(s)] = 1
-                top = model(input_ids=ids, attention_mask=att).logits.argmax(-1).numpy()
+            for chunk, logits in next_token_logits(model, seqs, batch_size):
+                top = logits.argmax(-1).numpy()
                 out.extend(top[j, :len(s)] for j, s in enumerate(chunk))
         return out
 
