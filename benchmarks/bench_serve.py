@@ -10,6 +10,10 @@ and its latency is measured from that due time (so a stalled server cannot hide 
 no coordinated omission), over ``--connections`` keep-alive HTTP/1.1 connections (raw asyncio). It
 stops by itself after ``--duration`` seconds (plus 1 s warm-up, not counted). Not a test: the numbers
 go to docs/serve.md. Target (issue 5): p99 <= 5 ms at 2,000 requests/s.
+
+``--no-http`` starts no server: it calls the edge answer (exchange from headers, decide, learn, render)
+in this process on the same state, one request at a time, and prints its CPU per request with the
+scorer inline and on its thread (what the service costs besides HTTP and the network).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -148,6 +153,41 @@ async def load(host: str, port: int, rate: float, duration: float, warmup: float
             "status": dict(sorted(status.items()))}
 
 
+def no_http(snap: Path, keys: list[str], args: argparse.Namespace, n: int = 20_000) -> None:
+    """CPU per request of ``answer()`` (edge exchange, decide, learn, render) without HTTP, in process."""
+    from distillguard.online import OnlineScorer, Policy
+    from distillguard.scoring.defaults import default_model
+    from distillguard.serve import ServeConfig, create_app
+    from distillguard.serve.app import NGINX_PATH
+    from distillguard.serve.config import KeyMap, hash_key
+
+    km = KeyMap({hash_key(k): (k[3:], None) for k in keys})
+    rng = random.Random(args.seed + 1)
+    picks = rng.choices(range(len(keys)), weights=[1.0 / (k + 1) for k in range(len(keys))], k=n)
+    heads = [{"host": "x", "authorization": f"Bearer {keys[k]}", "x-real-ip": f"192.0.{k % 200}.{rng.randint(1, 250)}",
+              "user-agent": "openai-python/1.40", "x-original-uri": "/v1/chat/completions", "x-request-id": f"b{i}"}
+             for i, k in enumerate(picks)]
+    for thread in (False, True):
+        s = OnlineScorer(default_model(), Policy.default())
+        s.restore(snap)
+        app = create_app(s, ServeConfig(scorer_thread=thread, decision_budget_ms=60_000.0), km)
+        answer, core = app.state.edge_answer, app.state.core
+
+        async def run(answer: Any, core: Any) -> float:
+            await core.start()
+            c0 = time.process_time()
+            for h in heads:
+                await answer(h, NGINX_PATH, b"", "127.0.0.1")
+            await asyncio.sleep(0.05)  # the last learning
+            cpu = time.process_time() - c0
+            await core.stop()
+            return cpu
+
+        cpu = asyncio.run(run(answer, core))
+        print(f"  no HTTP, scorer {'on its thread' if thread else 'inline'}: {cpu / n * 1e6:.1f} us CPU per request "
+              f"({n:,} requests, load average {os.getloadavg()[0]:.1f})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rate", type=float, default=2000.0)
@@ -162,6 +202,9 @@ def main() -> None:
     ap.add_argument("--inline", action="store_true", help="score on the event loop (scorer_thread: false)")
     ap.add_argument("--edge-port", action="store_true", help="drive the lean edge server (edge_port) instead of "
                     "uvicorn's route: the same answers, less CPU per request")
+    ap.add_argument("--no-http", action="store_true", help="no server and no network: call the edge answer "
+                    "(the service's per-request logic) in this process on the same state, one request at a time, "
+                    "and report its CPU per request, scorer inline and on its thread")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--work", type=Path, default=None)
     args = ap.parse_args()
@@ -180,6 +223,9 @@ def main() -> None:
         tag.touch()
         print(f"preloaded {args.accounts:,} accounts, {args.preload:,} exchanges in {time.perf_counter() - t:.1f} s "
               f"(snapshot {snap.stat().st_size / 1e6:.1f} MB)")
+    if args.no_http:
+        no_http(snap, keys, args)
+        return
     port = free_port()
     edge_port = free_port() if args.edge_port else None
     code = "import typer; from distillguard.serve.command import serve_command; typer.run(serve_command)"

@@ -17,7 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from distillguard.features.account import CAPABILITIES
+from distillguard.features.account import CAPABILITIES, FEATURES
+from distillguard.features.online import OnlineFeatures
 from distillguard.features.spec import Entropy
 from distillguard.online import OnlineScorer, Policy, load_batch
 from distillguard.online.scorer import _plain_risk
@@ -39,6 +40,10 @@ class _Reference(OnlineScorer):
             feats = {}
         _, score, flagged = self.model.risk_one(feats, crisk)
         return feats, None, None, score, flagged  # ps None: reasons via evidence_one / own_risk_one
+
+    def _evidence_reasons(self, a: Any, ba: Any, action: str) -> list[str]:
+        self._reason_memo = (None, {})  # every reason text formatted afresh (no cache)
+        return super()._evidence_reasons(a, ba, action)
 
 
 def _stream(seed: int = 5, n_accounts: int = 60, n: int = 6000) -> tuple[list[dict], list[tuple[dict, dict]]]:
@@ -176,3 +181,34 @@ def test_no_per_account_memo_for_accounts_that_read_no_features():
         d = s.score_one({"request_id": f"x{i}", "account_id": f"key:{i:016x}", "ts": T0 + i, "model": "m"})
         assert d.action == "allow"
     assert not s.features._memo and not s.features.account_ids()
+
+
+def test_compiled_read_and_learn_equal_the_declared_loops():
+    """``OnlineFeatures`` runs compiled straight-line forms of its input, update and read loops: with every
+    declared feature (all ops, all windows), records folded out of time order (as a Redis replica folds
+    another's) and reads as of earlier and later hours, ``read`` equals ``features_one`` (the plain loops
+    over the declarations) column for column, bit for bit."""
+    rows, stream = _stream(seed=9, n_accounts=12, n=3000)
+    f = OnlineFeatures(FEATURES, accounts={r["account_id"]: r for r in rows})
+    rng = random.Random(4)
+    held: list[tuple[str, int, tuple]] = []
+    for x, sig in stream:
+        t_us = x["ts"]
+        f.context.learn(x, sig, t_us)
+        rec = f.record(x, sig, t_us)
+        if rng.random() < 0.1:
+            held.append((x["account_id"], *rec))  # folded later, after newer records
+        else:
+            f.apply(x["account_id"], *rec)
+        if held and rng.random() < 0.05:
+            f.apply(*held.pop(0))
+    for a, t_us, values in held:
+        f.apply(a, t_us, values)
+    cols = tuple(c for c in f.columns)
+    for a in {r["account_id"] for r in rows}:
+        for as_of in (T0 + 3 * HOUR, T0 + 20 * HOUR + 5, T0 + 30 * HOUR, T0 + 80 * HOUR, None):
+            full = f.features_one(a, as_of)
+            got = f.read(a, cols, as_of)
+            assert list(got) == list(cols)
+            for c in cols:
+                assert repr(got[c]) == repr(full[c]), (a, as_of, c)

@@ -37,8 +37,18 @@ from distillguard.features.spec import Feature, Input
 __all__ = ["AccountState", "Context", "OnlineFeatures", "project"]
 
 _SIGNAL_FIELDS = ("capability", "cot_score", "template_fp", "preamble_fp")
+_FP_FIELDS = (("template", "template_fp"), ("preamble", "preamble_fp"))
 _BLANK = dict.fromkeys(EXCHANGES.names)
 _UNSET: Any = object()
+
+
+def _compile(name: str, lines: list[str], ns: dict[str, Any]) -> Any:
+    """``def name(...)`` from source lines, with ``ns`` as its globals: the compiled form of a feature
+    set's per-exchange work (the ops' and inputs' own functions, called in a straight line instead of
+    a loop over tuples). Generated from the declarations; no feature logic is written here."""
+    code = "\n".join(lines) + "\n"
+    exec(compile(code, f"<distillguard.features.online:{name}>", "exec"), ns)  # noqa: S102 - our own source
+    return ns[name]
 
 
 @dataclass
@@ -69,24 +79,32 @@ class Context:
         """Learn from one exchange (nothing when ``frozen``). Returns what changed, so that a shared
         store can merge it: ``("ceiling", model, max_tokens)``, ``("first", model, t_us)``,
         ``("start", None, t_us)``, ``("fp", kind, fp)`` (this account newly seen on that fingerprint)."""
-        changes: list[tuple[str, Any, Any]] = []
         if self.frozen:
-            return changes
+            return []
+        changes: list[tuple[str, Any, Any]] = []
         model, mt = ex.get("model"), ex.get("max_tokens")
-        if mt is not None and (model not in self.ceiling or mt > self.ceiling[model]):
-            self.ceiling[model] = mt
-            changes.append(("ceiling", model, mt))
-        if model not in self.model_first_us or t_us < self.model_first_us[model]:
-            self.model_first_us[model] = t_us
+        ceiling = self.ceiling
+        if mt is not None:
+            c = ceiling.get(model, _UNSET)
+            if c is _UNSET or mt > c:
+                ceiling[model] = mt
+                changes.append(("ceiling", model, mt))
+        first = self.model_first_us
+        f = first.get(model, _UNSET)
+        if f is _UNSET or t_us < f:
+            first[model] = t_us
             changes.append(("first", model, t_us))
         if self.log_start_us is None or t_us < self.log_start_us:
             self.log_start_us = t_us
             changes.append(("start", None, t_us))
         if sig:
-            for kind in ("template", "preamble"):
-                fp = sig.get(f"{kind}_fp")
+            for kind, field_ in _FP_FIELDS:
+                fp = sig.get(field_)
                 if fp is not None:
-                    accts = self._fp_accounts.setdefault((kind, fp), set())
+                    key = (kind, fp)
+                    accts = self._fp_accounts.get(key)
+                    if accts is None:
+                        accts = self._fp_accounts[key] = set()
                     if ex["account_id"] not in accts:
                         accts.add(ex["account_id"])
                         changes.append(("fp", kind, fp))
@@ -196,8 +214,53 @@ class OnlineFeatures:
         self._upd = [(i, f.op.update, vi[f.input.name]) for i, f in enumerate(self.features)]
         self._wupd = [(i, f.op.update, f.op.init, vi[f.input.name]) for i, f in self._windowed]
         self._cols = {f.column(w): (i, f.op, w.hours) for i, f in enumerate(self.features) for w in f.windows}
-        self._plans: dict[tuple[str, ...], list[tuple[str, int, Any, Any, Any, int | None]]] = {}
+        self._plans: dict[tuple[str, ...], Any] = {}
         self._memo: dict[str, list[Any]] = {}
+        self._values, self._fold, self._fold_hour = self._compile_learn(vi)
+
+    def _compile_learn(self, vi: dict[str, int]) -> tuple[Any, Any, Any]:
+        """Straight-line forms of ``record``'s input calls and ``apply``'s op updates (same functions,
+        same order as the loops they replace: ``self._py``, ``self._upd``, ``self._wupd``)."""
+        ns: dict[str, Any] = {}
+        for k, py in enumerate(self._py):
+            ns[f"p{k}"] = py
+        vals = ["def values(r):", "    return (" + "".join(f"p{k}(r), " for k in range(len(self._py))) + ")"]
+        fold = ["def fold(a, v):"]
+        for j, (i, upd, k) in enumerate(self._upd):
+            ns[f"u{j}"] = upd
+            fold.append(f"    a[{i}] = u{j}(a[{i}], v[{k}])")
+        fold.append("    return None")
+        hour = ["def fold_hour(b, v):"]
+        for j, (i, upd, init, k) in enumerate(self._wupd):
+            ns[f"w{j}"], ns[f"i{j}"] = upd, init
+            hour += [f"    s = b[{i}]", f"    b[{i}] = w{j}(i{j}() if s is None else s, v[{k}])"]
+        hour.append("    return None")
+        return (_compile("values", vals, dict(ns)), _compile("fold", fold, dict(ns)),
+                _compile("fold_hour", hour, dict(ns)))
+
+    def _compile_read(self, key: tuple[str, ...]) -> Any:
+        """``read``'s plan for one column list, as one function ``(state, hour_now) -> dict``: an ``all``
+        column finalizes its state; a windowed one merges the hour buckets inside its window, in the
+        buckets' order (one pass over the buckets for all of them), as the loop it replaces did."""
+        ns: dict[str, Any] = {}
+        head = ["def read(st, hb_now):", "    a = st.all"]
+        loop: list[str] = []
+        items = []
+        for j, c in enumerate(key):
+            i, op, hours = self._cols[c]
+            ns[f"f{j}"] = op.finalize
+            if hours is None:
+                items.append(f"{c!r}: f{j}(a[{i}])")
+                continue
+            ns[f"m{j}"], ns[f"n{j}"] = op.merge, op.init
+            head += [f"    s{j} = n{j}()", f"    lo{j} = hb_now - {int(hours)}"]
+            loop += [f"            if lo{j} < hb:", f"                x = bucket[{i}]",
+                     "                if x is not None:", f"                    s{j} = m{j}(s{j}, x)"]
+            items.append(f"{c!r}: f{j}(s{j})")
+        if loop:
+            head += ["    for hb, bucket in st.hours.items():", "        if hb <= hb_now:", *loop]
+        head.append("    return {" + ", ".join(items) + "}")
+        return _compile("read", head, ns)
 
     @property
     def max_hours(self) -> int:
@@ -257,7 +320,7 @@ class OnlineFeatures:
             t_us = _t_us(exchange["ts"])
         st = self._state.get(exchange["account_id"])
         r = self._prepare(exchange, signals, t_us, None if st is None else st.last_us)
-        return t_us, tuple([py(r) for py in self._py])
+        return t_us, self._values(r)  # (py(r) for py in self._py), compiled
 
     def apply(self, account_id: str, t_us: int, values: Sequence[Any]) -> None:
         """Fold one :meth:`record` into the account's op states (``update`` on the ``all`` state and the
@@ -274,9 +337,7 @@ class OnlineFeatures:
             st.last_us = t_us
         if self._clock_us is None or t_us > self._clock_us:
             self._clock_us = t_us
-        a = st.all
-        for i, upd, k in self._upd:
-            a[i] = upd(a[i], values[k])
+        self._fold(st.all, values)  # a[i] = upd(a[i], values[k]) for i, upd, k in self._upd
         if not self._wupd:
             return
         hb = t_us // HOUR_US
@@ -286,9 +347,7 @@ class OnlineFeatures:
             oldest = hb - self._max_hours
             for h in [h for h in st.hours if h <= oldest]:
                 del st.hours[h]
-        for i, upd, init, k in self._wupd:
-            s = bucket[i]
-            bucket[i] = upd(init() if s is None else s, values[k])
+        self._fold_hour(bucket, values)  # the windowed updates into the hour bucket, likewise
 
     def learn_one(self, exchange: dict, signals: dict | None = None) -> None:
         """Update state with one exchange (and its signals row, if the content stage has one)."""
@@ -306,28 +365,12 @@ class OnlineFeatures:
             return {}
         key = columns if isinstance(columns, tuple) else tuple(columns)
         plan = self._plans.get(key)
-        if plan is None:  # compiled once per column list: (column, index, finalize, merge, init, hours)
-            plan = []
-            for c in key:
-                i, op, hours = self._cols[c]
-                plan.append((c, i, op.finalize, op.merge, op.init, hours))
+        if plan is None:  # compiled once per column list
+            plan = self._compile_read(key)
             if len(self._plans) >= 64:  # callers with ever new column lists: keep the cache bounded
                 self._plans.clear()
             self._plans[key] = plan
-        hb_now = self._as_of(as_of) // HOUR_US
-        out: dict[str, Any] = {}
-        a = st.all
-        for c, i, finalize, merge, init, hours in plan:
-            if hours is None:
-                out[c] = finalize(a[i])
-                continue
-            s = init()
-            lo = hb_now - hours
-            for hb, bucket in st.hours.items():
-                if lo < hb <= hb_now and bucket[i] is not None:
-                    s = merge(s, bucket[i])
-            out[c] = finalize(s)
-        return out
+        return plan(st, self._as_of(as_of) // HOUR_US)
 
     def memo(self, account_id: str) -> list[Any]:
         """A per-account scratch list for a reader that reuses work over an unchanged state (the

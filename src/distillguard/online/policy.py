@@ -201,9 +201,9 @@ class TokenBuckets:
         return self.level(key, b, t_us) >= 1.0
 
     def take(self, key: str, b: Bucket, t_us: int) -> bool:
-        lvl = self.level(key, b, t_us)
-        ok = lvl >= 1.0
         st = self.state.get(key)
+        lvl = self.level_of(st, b, t_us)
+        ok = lvl >= 1.0
         last = t_us if st is None else max(st[1], t_us)
         self.state[key] = [lvl - 1.0 if ok else lvl, last]
         return ok

@@ -238,8 +238,12 @@ class MemoryState:
         self.buckets.take(key, bucket, t_us)
 
     def note(self, account_id: str, kind: str, value: Any) -> None:
-        a = self._get(account_id)
-        vals = a.values.setdefault(kind, set())
+        a = self._acct.get(account_id)
+        if a is None:
+            a = self._acct[account_id] = _Acct()
+        vals = a.values.get(kind)
+        if vals is None:
+            vals = a.values[kind] = set()
         if value in vals or len(vals) >= self._cap:
             return
         vals.add(value)

@@ -253,6 +253,12 @@ class _Inline:
         return None
 
 
+def _expire(fut: asyncio.Future[Any]) -> None:
+    """The decision budget ran out: the waiting request gets TimeoutError (and applies the fail mode)."""
+    if not fut.done():
+        fut.set_exception(TimeoutError("decision budget exceeded"))
+
+
 def _resolve(fut: asyncio.Future[Any], res: Any, exc: BaseException | None) -> None:
     if fut.done():
         return
@@ -394,7 +400,13 @@ class DecisionCore:
                 asyncio.get_running_loop().call_soon(self._worker.after, after)
             else:
                 fut = self._worker.submit(lambda: self._decide_job(exchange, learn), time.monotonic() + budget)
-                d = await asyncio.wait_for(fut, budget)
+                # the budget as a timer on the future itself (what asyncio.wait_for does, without its
+                # extra waiter future and callbacks per request)
+                timer = asyncio.get_running_loop().call_later(budget, _expire, fut)
+                try:
+                    d = await fut
+                finally:
+                    timer.cancel()
         except TimeoutError:
             return self._failed(exchange, "timeout", mode)
         except Exception:
