@@ -64,19 +64,28 @@ def test_threshold_honours_target_fpr_and_attackers_are_flagged() -> None:
 def test_cluster_median_lifts_a_quiet_member_but_not_a_benign_cluster() -> None:
     ref = benign(2000)
     m = RiskModel(EVIDENCE, min_cluster=3).fit(ref)
+    # "quiet" asks for what its cluster asks, too little to be flagged alone (cot and gap between the
+    # benign 95th and 99th percentiles: under truncation, so no own risk); "bystander" shares the
+    # cluster (a NAT, a card) but nothing it sends is unusual.
     rows = pa.table({
-        "account_id": ["x1", "x2", "x3", "quiet", "o1", "o2", "o3"],
-        "cot": [0.9, 0.9, 0.9, 0.0, 0.0, 0.01, 0.02],
-        "ceil": [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0],
-        "gap_cv": [0.1, 0.1, 0.1, 3.0, 3.0, 3.0, 3.0],
+        "account_id": ["x1", "x2", "x3", "quiet", "bystander", "o1", "o2", "o3"],
+        "cot": [0.9, 0.9, 0.9, 0.17, 0.0, 0.0, 0.01, 0.02],
+        "ceil": [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        "gap_cv": [0.1, 0.1, 0.1, 1.1, 3.0, 3.0, 3.0, 3.0],
     })
-    clusters = pa.table({"account_id": rows["account_id"], "cluster_id": ["c1"] * 4 + ["c2"] * 3,
-                         "cluster_size": [4] * 4 + [3] * 3})
+    clusters = pa.table({"account_id": rows["account_id"], "cluster_id": ["c1"] * 5 + ["c2"] * 3,
+                         "cluster_size": [5] * 5 + [3] * 3})
     out = m.score(rows, clusters)
+    assert m.own_risk(rows.slice(3, 1))[0] == 0.0
     flagged = dict(zip(out["account_id"], out["flagged"], strict=True))
-    assert flagged["quiet"] and not any(flagged[a] for a in ("o1", "o2", "o3"))
+    assert flagged["quiet"] and not any(flagged[a] for a in ("bystander", "o1", "o2", "o3"))
+    # the online path applies the same gate to the cluster's median risk
+    rows_by_id = {r["account_id"]: r for r in rows.to_pylist()}
+    c1_median = float(np.median(m.own_risk(rows.slice(0, 5))))
+    assert m.risk_one(rows_by_id["quiet"], c1_median)[2]
+    assert not m.risk_one(rows_by_id["bystander"], c1_median)[2]
     quiet = out["reasons"][out["account_id"].index("quiet")]
-    assert quiet[0].startswith("CLUSTER_RISK: member of c1 (4 accounts)")
+    assert quiet[0].startswith("CLUSTER_RISK: member of c1 (5 accounts)")
 
 
 def test_save_load_and_online_path_agree(tmp_path: Path) -> None:
@@ -134,15 +143,39 @@ def test_behaviour_alone_cannot_cross_the_cap_but_adds_to_content() -> None:
     n = 5000
     ref = pa.table({"account_id": [f"r{i}" for i in range(n)], "cot": rng.beta(1, 20, n),
                     "vol": rng.lognormal(3, 1, n), "night": rng.random(n)})
-    m = RiskModel(ev, behaviour_cap=13.8).fit(ref)
+    m = RiskModel(ev, behaviour_cap=13.8, behaviour_min_content=0).fit(ref)
     q = pa.table({"account_id": ["backend", "distiller"], "cot": [0.0, 0.99], "vol": [1e6, 1e6],
                   "night": [1.0, 1.0]})
     own = m.own_risk(q)
     assert own[0] == pytest.approx(13.8)  # two extreme behaviours, capped
     assert own[1] > own[0] + 10  # the same behaviour on top of content evidence
     assert m.risk_one({"cot": 0.0, "vol": 1e6, "night": 1.0})[0] == pytest.approx(own[0])  # scalar path agrees
-    uncapped = RiskModel(ev, behaviour_cap=None).fit(ref).own_risk(q)[0]
+    uncapped = RiskModel(ev, behaviour_cap=None, behaviour_min_content=0).fit(ref).own_risk(q)[0]
     assert uncapped > 20
+
+
+def test_behaviour_counts_only_beside_two_content_signals() -> None:
+    """An eval pipeline that grades its own outputs at volume (one content signal + behaviour) stays
+    under the threshold; a distiller with two content signals and the same volume does not."""
+    ev = (Evidence("GRADER", "grader", ""), Evidence("COT", "cot", ""), Evidence("VOL", "vol", "", behaviour=True))
+    rng = np.random.default_rng(6)
+    n = 5000
+    ref = pa.table({"account_id": [f"r{i}" for i in range(n)], "grader": rng.beta(1, 30, n),
+                    "cot": rng.beta(1, 20, n), "vol": rng.lognormal(3, 1, n)})
+    m = RiskModel(ev, behaviour_cap=9.2).fit(ref)
+    assert m.behaviour_min_content == 2
+    grader_p999 = float(np.quantile(ref["grader"], 0.998))
+    cot_p995 = float(np.quantile(ref["cot"], 0.996))
+    q = pa.table({"account_id": ["judge", "distiller"], "grader": [grader_p999, grader_p999],
+                  "cot": [0.0, cot_p995], "vol": [1e6, 1e6]})
+    own = m.own_risk(q)
+    judge_content = RiskModel(ev[:2], behaviour_cap=9.2).fit(ref).own_risk(q)
+    assert own[0] == pytest.approx(judge_content[0])  # volume adds nothing to one content signal
+    assert own[1] == pytest.approx(judge_content[1] + 9.2)  # ... and the capped most beside two
+    for i, row in enumerate(({"grader": grader_p999, "cot": 0.0, "vol": 1e6},
+                             {"grader": grader_p999, "cot": cot_p995, "vol": 1e6})):
+        assert m.risk_one(row)[0] == pytest.approx(own[i])  # the scalar (online) path agrees
+    assert RiskModel(ev, behaviour_cap=9.2, behaviour_min_content=0).fit(ref).own_risk(q)[0] > own[0] + 9
 
 
 def test_joint_cluster_evidence_ignores_overdispersed_benign_clusters() -> None:

@@ -135,9 +135,11 @@ def detect(
     ] = None,
     step: Annotated[
         str,
-        typer.Option(help="Also run every STEP over the log (30m, 6h, 1d, or none), each time on data up to then, "
-                     "so first_flagged_at is when it would have fired in production."),
-    ] = "6h",
+        typer.Option(help="Also run every STEP over the log (30m, 6h, 12h, 1d, or none), each time on data up to "
+                     "then, so first_flagged_at is when it would have fired in production. The shipped "
+                     "calibration holds its false-positive target at 12h or coarser (calibrate with "
+                     "--step at your own step)."),
+    ] = "12h",
     calibration: Annotated[
         Path | None,
         typer.Option(help="Calibration from `distillguard calibrate` (default: the one shipped, built on a "
@@ -221,7 +223,7 @@ def calibrate(
         str,
         typer.Option(help="Also take the accounts as of every STEP of the period (1d, 12h, or none), so the "
                      "threshold holds for stepwise detection, which scores each account at every step."),
-    ] = "1d",
+    ] = "12h",
 ) -> None:
     """Calibrate risk scores on benign-only traffic: the reference every score is measured against."""
     from distillguard.scoring.calibrate import calibrate as run_calibrate

@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(Rule("3. what the store holds"))
     render_stats(store_stats(db), console)
 
-    console.print(Rule("4. detect (every 6 h over the log, data up to each step only)"))
-    found = detect(db, args.out / "detect", step=timedelta(hours=6), progress=console.is_terminal, console=console)
+    console.print(Rule("4. detect (every 12 h over the log, data up to each step only)"))
+    found = detect(db, args.out / "detect", step=timedelta(hours=12), progress=console.is_terminal, console=console)
     render_detect_summary(found)
     for c in read_campaign_summaries(db)[:5]:
         console.print(f"  • {c}")

@@ -43,7 +43,12 @@ class BatchView:
         exactly as :meth:`RiskModel.score` sets it."""
         ids = features.column("account_id").to_pylist()
         own = model.own_risk(features) if features.num_rows else np.zeros(0)
-        return cls._build(model, ids, own, clusters, as_of)
+        view = cls._build(model, ids, own, clusters, as_of)
+        if features.num_rows:  # the batch's own verdict (cluster gates and joint evidence included)
+            flags = model.total_risk(features, clusters) >= model.threshold_
+            view.accounts = {a: BatchAccount(b.cluster_id, b.cluster_size, b.cluster_risk, bool(f))
+                             for (a, b), f in zip(view.accounts.items(), flags, strict=True)}
+        return view
 
     @classmethod
     def from_tables(cls, model: RiskModel, detections: pa.Table, clusters: pa.Table | None = None,

@@ -46,7 +46,7 @@ def _plain_risk(model: RiskModel) -> bool:
     """Whether the model's per-row risk is RiskModel's own (so its parts can be computed incrementally)."""
     t = type(model)
     return t is RiskModel or all(getattr(t, k) is getattr(RiskModel, k) for k in
-                                 ("risk_one", "own_risk_one", "evidence_one", "tail_ps_one", "risk_from_own_one",
+                                 ("risk_one", "own_risk_one", "evidence_one", "tail_ps_one", "risk_from_own_one", "inherits_cluster_one",
                                   "own_risk_from_ps_one", "tail_ps_reuse_one"))
 
 
@@ -137,6 +137,9 @@ class OnlineScorer:
         self._ref99: dict[str, float] = {}
         self._empty: tuple[RiskModel, list[float], float] | None = None  # the assessment of no features
         self._rep_memo: tuple[str, int, int, float, dict[str, Any]] | None = None
+        self._plain: tuple[type, bool] = (type(None), False)  # (model class, _plain_risk of it)
+        self._own_memo: tuple[Any, Any, dict[tuple[float, ...], float]] = (None, None, {})
+        self._reason_memo: tuple[Any, dict[tuple[Any, ...], Any]] = (None, {})  # model, formatted reason texts
         self.policy = policy or Policy.default()
         self.watchlist = watchlist
         cols = list(dict.fromkeys(ev.column for ev in model.evidence))
@@ -151,6 +154,8 @@ class OnlineScorer:
         self._cols_t = tuple(self._cols)
         self.state: StateBackend = state if state is not None else MemoryState()
         self.state.bind(self.features, fp_cap=_CAP)
+        # MemoryState's sync does nothing: skip the call per request (any other backend is called)
+        self._syncs = type(self.state).sync is not MemoryState.sync
 
     # -- feature reads ---------------------------------------------------------------------------
     def evidence_features(self, account_id: str, as_of_us: int) -> dict[str, Any]:
@@ -200,26 +205,33 @@ class OnlineScorer:
         """Update state with one exchange (after it was decided). With ``decision``, a token is spent
         only when the request was served; without, one is spent when the bucket has one."""
         acct_id = exchange["account_id"]
-        t_us = _t_us(exchange["ts"])
+        ts = exchange["ts"]
+        t_us = ts if ts.__class__ is int else _t_us(ts)
         st, pol = self.state, self.policy
         rule = pol.replacement
         extras = _extras(exchange, signals)
-        st.sync(acct_id, extras, rule.young_max_requests if rule.enabled else 0)  # no-op if score_one just did
+        if self._syncs:
+            st.sync(acct_id, extras, rule.young_max_requests if rule.enabled else 0)  # no-op if score_one just did
         n = st.learn(acct_id, exchange, signals, t_us)
+        note = st.note
         for kind, v in extras.items():
-            st.note(acct_id, kind, v)
-        suspect = st.is_suspect(acct_id)
+            note(acct_id, kind, v)
         if decision is not None:
             suspect = decision.score >= pol.throttle_min
             st.set_suspect(acct_id, suspect)
+        else:
+            suspect = st.is_suspect(acct_id)
         if decision is None or decision.action in _SERVED:
-            cid = self._cluster(acct_id)
-            acc_b, clu_b = (pol.suspect_account, pol.suspect_cluster) if suspect else \
-                (pol.default_account, pol.default_cluster)
-            pre = "s" if suspect else ""
-            st.take(pre + "a:" + acct_id, acc_b, t_us)
-            if cid is not None:
-                st.take(pre + "c:" + cid, clu_b, t_us)
+            ba = st.batch_account(acct_id)
+            take = st.take
+            if suspect:
+                take("sa:" + acct_id, pol.suspect_account, t_us)
+                if ba is not None and ba.cluster_id is not None and ba.cluster_size >= self.model.min_cluster:
+                    take("sc:" + ba.cluster_id, pol.suspect_cluster, t_us)
+            else:
+                take("a:" + acct_id, pol.default_account, t_us)
+                if ba is not None and ba.cluster_id is not None and ba.cluster_size >= self.model.min_cluster:
+                    take("c:" + ba.cluster_id, pol.default_cluster, t_us)
         contained = st.is_contained(acct_id)
         if not contained and n >= pol.min_requests and n % max(1, rule.recheck_every) == 0:
             ba = st.batch_account(acct_id)
@@ -294,17 +306,20 @@ class OnlineScorer:
         passed inside it as ``exchange["signals"]`` for the replacement rule's template match."""
         acct_id = exchange["account_id"]
         rid = exchange.get("request_id", "")
-        t_us = _t_us(exchange["ts"])
+        ts = exchange["ts"]
+        t_us = ts if ts.__class__ is int else _t_us(ts)
         st, pol = self.state, self.policy
         rule = pol.replacement
         extras = _extras(exchange, exchange.get("signals"))
-        st.sync(acct_id, extras, rule.young_max_requests if rule.enabled else 0)
+        if self._syncs:
+            st.sync(acct_id, extras, rule.young_max_requests if rule.enabled else 0)
         n = st.requests(acct_id)
         ba: BatchAccount | None = st.batch_account(acct_id)
         crisk = ba.cluster_risk if ba is not None else None
-        a = self._features_and_score(acct_id, n, t_us, crisk)
+        a = self._assessment(acct_id, n, t_us, crisk) if self.risk_every == 1 else \
+            self._features_and_score(acct_id, n, t_us, crisk)
         score = a[3]
-        if self._allow_listed(acct_id):
+        if (pol.allow_accounts or pol.allow_orgs) and self._allow_listed(acct_id):
             return Decision(rid, "allow", score, ["ALLOW_LIST: vetted customer"], acct_id)
         tier = pol.tier(score)
         action = tier.action if tier is not None else "allow"
@@ -331,17 +346,18 @@ class OnlineScorer:
                 tier = pol.first_tier(wl)
             reasons.extend(watched)
         d = Decision(rid, action, score, reasons, acct_id)
-        if action in ("allow", "throttle"):
+        if action == "allow" or action == "throttle":
             suspect = score >= pol.throttle_min
-            acc_b, clu_b = (pol.suspect_account, pol.suspect_cluster) if suspect else \
-                (pol.default_account, pol.default_cluster)
-            empty = None
-            pre = "s" if suspect else ""
-            if st.bucket_level(pre + "a:" + acct_id, acc_b, t_us) < 1.0:
-                empty = ("account", acc_b)
+            if suspect:
+                acc_b, clu_b, pre_a, pre_c = pol.suspect_account, pol.suspect_cluster, "sa:", "sc:"
             else:
-                cid = self._cluster(acct_id)
-                if cid is not None and st.bucket_level(pre + "c:" + cid, clu_b, t_us) < 1.0:
+                acc_b, clu_b, pre_a, pre_c = pol.default_account, pol.default_cluster, "a:", "c:"
+            empty = None
+            if st.bucket_level(pre_a + acct_id, acc_b, t_us) < 1.0:
+                empty = ("account", acc_b)
+            elif ba is not None and ba.cluster_id is not None and ba.cluster_size >= self.model.min_cluster:
+                cid = ba.cluster_id  # self._cluster(acct_id)
+                if st.bucket_level(pre_c + cid, clu_b, t_us) < 1.0:
                     empty = (f"cluster {cid}", clu_b)
             if empty is None:
                 d.action = "allow"
@@ -358,11 +374,10 @@ class OnlineScorer:
             what = [x for x in ("without reasoning text" if tier.strip_reasoning else "",
                                 f"with max_tokens <= {tier.max_tokens}" if tier.max_tokens else "") if x]
             reasons.append(f"DEGRADE: served {' and '.join(what) or 'degraded'}")
-        if d.action in _SERVED:
+        if pol.mark.enabled and d.action in _SERVED:
             d.watermark = self._mark(score, contained, ba, bool(watched))
-        if d.action != "allow" or reasons:
+        if reasons or d.action != "allow":
             reasons.extend(self._evidence_reasons(a, ba, d.action))
-        d.reasons = reasons
         return d
 
     def _features_and_score(self, acct_id: str, n: int, t_us: int, crisk: float | None) -> _Assessed:
@@ -387,11 +402,17 @@ class OnlineScorer:
         its p (no search), and the own risk is recombined only when some p moved."""
         model = self.model
         eligible = n >= self.policy.min_requests
-        if not eligible and _plain_risk(model):  # no features read: nothing to memoize per account
+        pc = self._plain
+        if pc[0] is not model.__class__:
+            pc = self._plain = (model.__class__, _plain_risk(model))
+        plain = pc[1]
+        if not eligible and plain:  # no features read: nothing to memoize per account
             e = self._empty
             if e is None or e[0] is not model:
                 ps0, _ = model.tail_ps_reuse_one({}, None)
                 e = self._empty = (model, ps0, model.own_risk_from_ps_one(ps0))
+            if crisk is not None and not model.inherits_cluster_one(e[1]):
+                crisk = None
             _, score, flagged = model.risk_from_own_one(e[2], crisk)
             return {}, e[1], e[2], score, flagged
         hb = t_us // 3_600_000_000
@@ -402,7 +423,7 @@ class OnlineScorer:
         same_state = cur is not None and cur[0] == n and cur[1] == hb and cur[2] == eligible and cur[3] is model
         if same_state and cur[4] == crisk:
             return cur[5]
-        if not _plain_risk(model):  # a model that overrides the per-row risk: ask it, as it says
+        if not plain:  # a model that overrides the per-row risk: ask it, as it says
             feats = cur[5][0] if same_state else self.evidence_features(acct_id, t_us) if eligible else {}
             _, score, flagged = model.risk_one(feats, crisk)
             a: _Assessed = (feats, None, None, score, flagged)
@@ -417,12 +438,30 @@ class OnlineScorer:
                 prev = None
             ps, bounds = model.tail_ps_reuse_one(feats, None if prev is None else prev[1])
             same = prev is not None and prev[1][-1] is bounds[-1] and ps == prev[2]  # same calibration, same ps
-            own = prev[3] if same else model.own_risk_from_ps_one(ps)
+            own = prev[3] if same else self._own_of(model, ps, bounds[-1])
             m[1] = (model, bounds, ps, own)
-        _, score, flagged = model.risk_from_own_one(own, crisk)
+        # the cluster's risk counts only for a member that asks for what its campaign asks for
+        _, score, flagged = model.risk_from_own_one(
+            own, crisk if crisk is None or model.inherits_cluster_one(ps) else None)
         a = (feats, ps, own, score, flagged)
         m[0] = (n, hb, eligible, model, crisk, a)
         return a
+
+    def _own_of(self, model: RiskModel, ps: list[float], token: Any) -> float:
+        """``model.own_risk_from_ps_one(ps)``, memoized on the truncated ps (a pure function of them and
+        the calibration, whose token ``tail_ps_reuse_one`` returns): accounts whose evidence sits at the
+        same reference ranks share it (most ps are 1.0, the extreme ones repeat)."""
+        memo = self._own_memo
+        if memo[0] is not model or memo[1] is not token:
+            memo = self._own_memo = (model, token, {})
+        key = tuple(ps)
+        own = memo[2].get(key)
+        if own is None:
+            own = model.own_risk_from_ps_one(ps)
+            if len(memo[2]) >= 1 << 16:  # bounded: start over rather than grow without limit
+                memo[2].clear()
+            memo[2][key] = own
+        return own
 
     def score_many(self, exchanges: Sequence[dict]) -> list[Decision]:
         """Decide several concurrent requests on one view of the state (one Redis round trip for all):
@@ -475,20 +514,39 @@ class OnlineScorer:
                 if v is None or v != v:
                     continue
                 strong.append((2.0 * math.log(p) * ev.weight, j, ev, v, p))  # strongest (most negative) first
-        strong.sort(key=lambda t: (t[0], t[1]))
+        strong.sort()  # by (strength, evidence index): the index is unique, so later items never compare
         reasons = []
-        for _, _, ev, v, p in strong[: m.max_reasons]:  # format only what is shown
-            r99 = self._ref99.get(ev.code)
-            if r99 is None:
-                r99 = self._ref99[ev.code] = m.reference_value(ev.code, 0.99)
-            try:
-                msg = ev.message.format(value=v, ref=r99)
-            except (ValueError, TypeError):
-                msg = f"{ev.column} = {v}"
-            reasons.append(f"{ev.code}: {msg} (benign tail p={p:.1g})")
-        if ba is not None and ba.cluster_risk is not None and ba.cluster_risk > own:
-            reasons.insert(0, f"CLUSTER_RISK: member of {ba.cluster_id} ({ba.cluster_size} accounts) whose median "
-                              f"risk {ba.cluster_risk:.0f} exceeds its own {own:.0f} (threshold {m.threshold_:.0f})")
+        rmemo = self._reason_memo
+        if rmemo[0] is not m:
+            rmemo = self._reason_memo = (m, {})
+        cache = rmemo[1]
+        for _, j, ev, v, p in strong[: m.max_reasons]:  # format only what is shown
+            key = (j, v, p, v.__class__, v == 0 and repr(v))  # the same evidence, value (0.0 vs -0.0 apart) and p
+            r = cache.get(key)
+            if r is None:
+                r99 = self._ref99.get(ev.code)
+                if r99 is None:
+                    r99 = self._ref99[ev.code] = m.reference_value(ev.code, 0.99)
+                try:
+                    msg = ev.message.format(value=v, ref=r99)
+                except (ValueError, TypeError):
+                    msg = f"{ev.column} = {v}"
+                r = f"{ev.code}: {msg} (benign tail p={p:.1g})"
+                if len(cache) >= 1 << 16:
+                    cache.clear()
+                cache[key] = r
+            reasons.append(r)
+        if (ba is not None and ba.cluster_risk is not None and ba.cluster_risk > own
+                and (ps is None or m.inherits_cluster_one(ps))):
+            ckey = ("cluster", id(ba), own, own == 0 and repr(own), m.threshold_)
+            hit = cache.get(ckey)  # the same batch row (kept alive by the entry) and own risk: the same text
+            if hit is None or hit[0] is not ba:
+                if len(cache) >= 1 << 16:
+                    cache.clear()
+                hit = cache[ckey] = (ba, f"CLUSTER_RISK: member of {ba.cluster_id} ({ba.cluster_size} accounts) "
+                                         f"whose median risk {ba.cluster_risk:.0f} exceeds its own {own:.0f} "
+                                         f"(threshold {m.threshold_:.0f})")
+            reasons.insert(0, hit[1])
         if not reasons and action != "allow":
             reasons.append(f"SCORE: {action} by policy")
         return reasons

@@ -31,8 +31,10 @@ from distillguard.store import connect
 
 __all__ = ["REFERENCE_STEP", "calibrate", "calibrate_on_simulation"]
 
-#: Reference moments for calibration: the accounts as of every day of the reference period.
-REFERENCE_STEP = timedelta(days=1)
+#: Reference moments for calibration: the accounts as of every 12 hours of the reference period, the
+#: step ``distillguard detect`` runs at by default (calibrate at the step you detect at, or finer:
+#: every step is one more chance for a benign account to cross the threshold).
+REFERENCE_STEP = timedelta(hours=12)
 
 
 def reference_tables(db: Path | str, benign_accounts: Iterable[str] | None = None, *,

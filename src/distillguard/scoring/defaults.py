@@ -8,9 +8,12 @@ backend cannot reach the threshold on volume and timing alone.
 Groups: evidence that benign power users show all together counts once per group (Simes' test, see
 :class:`~distillguard.scoring.risk.Evidence`): ``power_use`` (max-tokens ceiling, extended
 reasoning, volume, new-model pivot: a heavy agent user has all four), ``automation`` (machine
-timing, round-the-clock, single-shot conversations: a backend), ``capability`` (focus and breadth)
-and ``template`` (shared template and preamble). What a distiller asks for (reasoning traces,
-grades) stands alone, so it is what moves an account over the threshold.
+timing, round-the-clock, single-shot conversations: a backend), ``capability`` (focus) and
+``template`` (shared template and preamble). Capability breadth is a group of its own, so its half
+weight holds (in the capability group it took the group's full weight: a casual user who asked 11
+questions across seven task classes scored like a curriculum). What a distiller asks for (reasoning
+traces, grades) stands alone, so it is what moves an account over the threshold; behaviour counts
+only beside at least two content groups (``RiskModel.behaviour_min_content``).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ EVIDENCE: tuple[Evidence, ...] = (
     Evidence("MODEL_PIVOT", "model_pivot_48h_share_all", "{value:.0%} of requests hit a newly released model within "
              "48 h of its release (benign p99 {ref:.0%})", group="power_use", behaviour=True),
     Evidence("CAPABILITY_BREADTH", "capability_entropy_all", "capability entropy {value:.2f} bits (benign p99 "
-             "{ref:.2f}): a curriculum across task classes", weight=0.5, group="capability"),
+             "{ref:.2f}): a curriculum across task classes", weight=0.5),
     Evidence("THINKING", "thinking_share_all", "{value:.0%} of requests ask for extended reasoning "
              "(benign p99 {ref:.0%})", weight=0.5, group="power_use", behaviour=True),
     Evidence("SINGLE_TURN", "single_turn_share_all", "{value:.0%} of conversations are single-shot "

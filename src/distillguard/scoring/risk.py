@@ -8,8 +8,10 @@ operating threshold is the benign quantile that gives the target false-positive 
 fitted on attack examples, so the detector cannot memorise one simulator's campaigns.
 
 Cluster evidence: an account inherits its cluster's median risk when the cluster has at least
-``min_cluster`` members, so a low-and-slow member of a hydra network is flagged with its siblings,
-while benign clusters (a university NAT, a company sharing a card) inherit a benign median.
+``min_cluster`` members and the account itself asks for what a campaign asks for (it exceeds the
+benign 95th percentile in two content groups), so a low-and-slow member of a hydra network is flagged
+with its siblings, while benign clusters (a university NAT, a company sharing a card) inherit a benign
+median and a bystander caught in a campaign's cluster inherits nothing.
 """
 
 from __future__ import annotations
@@ -85,6 +87,15 @@ class RiskModel:
         threshold, so volume and machine timing can strengthen a case built on what an account
         asks for, but never flag a reseller or a production backend on their own, nor put them in
         the online policy's suspect tiers (their score stays near 0.1). None: no cap.
+    behaviour_min_content: behaviour evidence counts only for an account with at least this many
+        content groups (what it asks for: reasoning traces, grades, focus, templates) under
+        ``truncate_p``. One content signal plus volume is a busy LLM-as-judge or eval pipeline
+        grading its own outputs, not a campaign; a distiller shows several content signals at once.
+    cluster_min_content: a member inherits its cluster's evidence (median risk or joint evidence)
+        only if it exceeds the benign ``1 − cluster_q`` quantile itself in at least this many content
+        groups. A benign user who shares a NAT, a proxy exit, a card or an employer with a campaign or
+        with an unusual team asks for ordinary things; a hydra member asks for what the campaign asks
+        for, even when too little to be flagged alone.
     """
 
     evidence: tuple[Evidence, ...]
@@ -96,6 +107,8 @@ class RiskModel:
     cluster_min_own: int = 3
     cluster_null: float = 0.2
     behaviour_cap: float | None = 9.2
+    behaviour_min_content: int = 2
+    cluster_min_content: int = 2
     reference_: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     threshold_: float | None = None
     scale_: float = 1.0
@@ -141,7 +154,7 @@ class RiskModel:
         """Each account's combined risk; with a ``step`` column, its largest over the steps (each step
         assessed with that step's clusters)."""
         if "step" not in features.column_names:
-            return self._combined(features, clusters)
+            return self.total_risk(features, clusters)
         accounts, inverse = np.unique(np.asarray(features.column("account_id").to_pylist(), dtype=object),
                                       return_inverse=True)
         peak = np.full(len(accounts), -np.inf)
@@ -151,7 +164,7 @@ class RiskModel:
             rows = np.flatnonzero(np.asarray(pc.equal(steps, step)))
             f = features.take(pa.array(rows))
             c = clusters.filter(pc.equal(csteps, step)) if clusters is not None else None
-            np.maximum.at(peak, inverse[rows], self._combined(f, c))
+            np.maximum.at(peak, inverse[rows], self.total_risk(f, c))
         return peak
 
     # -- scoring -------------------------------------------------------------------------------
@@ -179,9 +192,11 @@ class RiskModel:
     def own_risk_from_p(self, p: np.ndarray) -> np.ndarray:
         """An account's own risk from its tail probabilities (rows × evidence): per group, Simes'
         combination, truncated at ``truncate_p``; across groups, Fisher's −2·Σ ln p, weighted, with
-        behaviour groups adding at most ``behaviour_cap``."""
+        behaviour groups adding at most ``behaviour_cap``, and only alongside at least
+        ``behaviour_min_content`` content groups."""
         content = np.zeros(p.shape[0])
         behaviour = np.zeros(p.shape[0])
+        n_content = np.zeros(p.shape[0], dtype=int)
         for idx, w, is_behaviour in self.groups():
             pg = simes(p[:, idx])
             part = np.where(pg <= self.truncate_p, -2.0 * np.log(np.maximum(pg, 1e-300)), 0.0) * w
@@ -189,9 +204,15 @@ class RiskModel:
                 behaviour += part
             else:
                 content += part
+                n_content += pg <= self.truncate_p
         if self.behaviour_cap is not None:
             behaviour = np.minimum(behaviour, self.behaviour_cap)
-        return content + behaviour
+        return content + np.where(n_content >= self.behaviour_min_content, behaviour, 0.0)
+
+    def content_groups_exceeded(self, exceed: np.ndarray) -> np.ndarray:
+        """Per row, the number of *content* evidence groups with a member flagged in ``exceed``."""
+        return sum((exceed[:, idx].any(axis=1).astype(int) for idx, _, b in self.groups() if not b),
+                   np.zeros(exceed.shape[0], dtype=int))
 
     def groups_exceeded(self, exceed: np.ndarray) -> np.ndarray:
         """Per row, the number of evidence groups with at least one member flagged in ``exceed``."""
@@ -315,10 +336,13 @@ class RiskModel:
         trunc = self.truncate_p
         log = math.log
         content = behaviour = 0.0
+        n_content = 0
         for idx, w, is_behaviour in self._groups:  # Simes within a group, as own_risk_from_p
             if len(idx) == 1:
                 p = ps[idx[0]]
             else:
+                if min([ps[j] for j in idx]) > trunc:  # Simes p >= its smallest p: adds nothing
+                    continue
                 m = len(idx)
                 p = min(1.0, min(q * m / r for r, q in enumerate(sorted([ps[j] for j in idx]), 1)))
             if p <= trunc:
@@ -326,8 +350,21 @@ class RiskModel:
                     behaviour += -2.0 * log(max(p, 1e-300)) * w
                 else:
                     content += -2.0 * log(max(p, 1e-300)) * w
+                    n_content += 1
+        if n_content < self.behaviour_min_content:
+            return content
         cap = self.behaviour_cap
         return content + (behaviour if cap is None or behaviour < cap else cap)
+
+    def inherits_cluster_one(self, ps: list[float]) -> bool:
+        """Whether one account (its :meth:`tail_ps_one`) may inherit its cluster's median risk: it
+        exceeds the benign ``1 − cluster_q`` quantile in at least ``cluster_min_content``
+        content groups (as :meth:`score` decides)."""
+        if self._plan is None or self._lists is None:
+            self._one_plan()
+        q = self.cluster_q
+        n = sum(1 for idx, _, b in self._groups if not b and any(ps[j] <= q for j in idx))
+        return n >= self.cluster_min_content
 
     def _one_plan(self) -> list[tuple[str, float, list[float], float, float]]:
         lists = self._ref_lists()
@@ -369,7 +406,10 @@ class RiskModel:
         cluster has at least ``min_cluster`` members. Returns (risk, score, flagged): the same
         numbers :meth:`score` gives for that row."""
         self._check_fitted()
-        return self.risk_from_own_one(self.own_risk_one(features), cluster_risk)
+        ps = self.tail_ps_one(features)
+        if cluster_risk is not None and not self.inherits_cluster_one(ps):
+            cluster_risk = None
+        return self.risk_from_own_one(self.own_risk_from_ps_one(ps), cluster_risk)
 
     def risk_from_own_one(self, own: float, cluster_risk: float | None = None) -> tuple[float, float, bool]:
         """:meth:`risk_one` from an own risk already computed (:meth:`own_risk_one`)."""
@@ -380,7 +420,9 @@ class RiskModel:
         z = (risk - self.threshold_) / self.scale_
         return risk, float(1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))), risk >= self.threshold_
 
-    def _combined(self, features: pa.Table, clusters: pa.Table | None) -> np.ndarray:
+    def total_risk(self, features: pa.Table, clusters: pa.Table | None = None) -> np.ndarray:
+        """Each row's combined risk (own and cluster evidence): what :meth:`score` compares with the
+        threshold, without the reasons."""
         return self._assess(features, clusters)["total"]
 
     def _assess(self, features: pa.Table, clusters: pa.Table | None) -> dict[str, Any]:
@@ -394,9 +436,10 @@ class RiskModel:
         joint = np.zeros(len(own))
         joint_why: list[str | None] = [None] * len(own)
         exceed = p <= self.cluster_q
-        gate = self.groups_exceeded(exceed) >= self.cluster_min_own
+        inherits = self.content_groups_exceeded(exceed) >= self.cluster_min_content
+        gate = inherits & (self.groups_exceeded(exceed) >= self.cluster_min_own)
         for cid, idx in groups.members.items():
-            median[idx] = np.median(own[idx])
+            median[idx] = np.where(inherits[idx], np.median(own[idx]), 0.0)
             stat, why = self._joint_evidence(cid, exceed[idx])
             for i in idx:
                 if gate[i]:
@@ -471,6 +514,8 @@ class RiskModel:
             "target_fpr": self.target_fpr, "min_cluster": self.min_cluster, "threshold": self.threshold_,
             "truncate_p": self.truncate_p, "cluster_q": self.cluster_q, "cluster_min_own": self.cluster_min_own,
             "cluster_null": self.cluster_null, "behaviour_cap": self.behaviour_cap,
+            "behaviour_min_content": self.behaviour_min_content,
+            "cluster_min_content": self.cluster_min_content,
             "scale": self.scale_, "n_benign": self.n_benign_,
             "evidence": [ev.__dict__ for ev in self.evidence],
             "reference": {k: _compress(v) for k, v in self.reference_.items()},
@@ -486,7 +531,10 @@ class RiskModel:
                     min_cluster=data["min_cluster"], truncate_p=data.get("truncate_p", 1.0),
                     cluster_q=data.get("cluster_q", 0.05), cluster_min_own=data.get("cluster_min_own", 3),
                     cluster_null=data.get("cluster_null", data.get("cluster_q", 0.05)),
-                    behaviour_cap=data.get("behaviour_cap"))
+                    behaviour_cap=data.get("behaviour_cap"),
+                    # calibrations written before these gates existed were fitted without them
+                    behaviour_min_content=data.get("behaviour_min_content", 0),
+                    cluster_min_content=data.get("cluster_min_content", 0))
         model.threshold_, model.scale_, model.n_benign_ = data["threshold"], data["scale"], data["n_benign"]
         model.reference_ = {k: _expand(v) for k, v in data["reference"].items()}
         model._lists = None
