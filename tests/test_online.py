@@ -298,6 +298,12 @@ def test_replacement_caught_stranger_not():
     s.learn_account(_acct("new2", T0 + timedelta(hours=1), payment_fingerprint="card-new", signup_ip="100.99.1.1"))
     ds = _requests(s, "new2", 10, 20_000, client_ip="198.51.100.77", sig={"template_fp": 777})
     assert (_stopped_within(ds) or 99) <= 10
+    # an ordinary customer of the same proxy pool (sign-up and client /24 of the cluster, nothing else):
+    # one fact, an address range, counted once (weight 1 < challenge_at 2): left alone
+    s.learn_account(_acct("neighbour", T0 + timedelta(hours=1), payment_fingerprint="card-N", signup_ip="203.0.113.200"))
+    ds = _requests(s, "neighbour", 10, 40_000, client_ip="198.51.100.201", user_agent="Mozilla/5.0",
+                   sig={"template_fp": 4242})
+    assert {d.action for d in ds} == {"allow"}
     # a stranger sharing only the popular SDK user agent and a popular bystander template is left alone
     s.learn_account(_acct("stranger", T0 + timedelta(hours=1), payment_fingerprint="card-S", signup_ip="100.98.1.1"))
     ds = _requests(s, "stranger", 10, 30_000, client_ip="100.97.3.3", user_agent="python-httpx/0.27",

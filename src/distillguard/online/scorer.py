@@ -42,6 +42,10 @@ _CAP = 32  # per account: distinct client blocks / templates / preambles / user 
 _Assessed = tuple[dict[str, Any], list[float] | None, float | None, float, bool]
 
 
+#: Fingerprint kinds that are one fact (an address range) for the replacement rule: counted once.
+_NETWORK_KINDS = frozenset({"signup_block", "client_block"})
+
+
 def _plain_risk(model: RiskModel) -> bool:
     """Whether the model's per-row risk is RiskModel's own (so its parts can be computed incrementally)."""
     t = type(model)
@@ -276,9 +280,13 @@ class OnlineScorer:
 
     def _replacement(self, matches: list[FingerprintMatch]) -> tuple[float, list[str]]:
         """Summed weight of the kinds of fingerprint this account shares with contained accounts (once
-        per kind; hubs and values mostly used by uncontained accounts do not count, except the card)."""
+        per kind; hubs and values mostly used by uncontained accounts do not count, except the card).
+        The network kinds (sign-up /24, client /24) count once together, at the larger weight: they are
+        one fact, a shared address range, which a residential proxy pool also gives the ordinary
+        customers it carries."""
         rule = self.policy.replacement
         w, hits = 0.0, []
+        net = 0.0
         for kind, n_users, n_cu, in_users, in_cu in matches:
             if hits and hits[-1] == kind:
                 continue
@@ -290,9 +298,12 @@ class OnlineScorer:
             if kind != "payment" and (uncontained > rule.hub_max_accounts
                                       or n_cu < rule.min_contained_share * (n_cu + uncontained)):
                 continue
-            w += rule.weights.get(kind, 0.0)
+            if kind in _NETWORK_KINDS:
+                net = max(net, rule.weights.get(kind, 0.0))
+            else:
+                w += rule.weights.get(kind, 0.0)
             hits.append(kind)
-        return w, hits
+        return w + net, hits
 
     def warm_up(self) -> None:
         """Build the risk model's per-request lookup tables now, so that the first request does not pay
