@@ -3,16 +3,23 @@
     .venv/bin/python benchmarks/radioactivity.py --wm-share 0.05 --seed 1 --out bench-out/radioactivity.json
 
 1. A grammar writes the training text (``provenance.textgen``); a byte-level BPE tokenizer and a tiny
-   GPT-2 (2 layers, 128 wide) are trained on it. With ``--init base`` (default) that model is the
+   GPT-2 (2 layers, 128 wide) are trained on it, about one pass over ``--corpus`` paragraphs (2M
+   tokens), to near the grammar's floor: a public base is a converged model, and an undertrained one
+   makes every fine-tuned student drift far from it, which drowns the watermark's small shift in the
+   green-mass test against the base. With ``--init base`` (default) that model is the
    *public base*: the teacher is the base fine-tuned on the provider's own text, and the students
    start from the base too, as when a provider and a distiller both fine-tune the same open model
-   (``--init scratch``: teacher and students trained from scratch, the earlier set-up).
-2. The teacher answers prompts with the watermark (HF ``LogitsProcessor`` adapter) and without.
+   (``--init scratch``: teacher and students trained from scratch, the earlier set-up). Every model
+   trains on one torch thread per process (on 2 shared cores, 2 threads were 5x slower).
+2. The teacher answers prompts with the watermark (HF ``LogitsProcessor`` adapter; ``--gamma 0.1
+   --delta 4`` by default, 0.25 / 3 before: per context, the green mass a student's training mix gains
+   is larger relative to its null spread) and without.
 3. A *student* is fine-tuned on a mix: other text (fresh output of the grammar, as a distiller mixes
    in other data) plus watermarked teacher outputs, ``--wm-share`` of its tokens, for
    ``--student-epochs``; a *control* on the same other text plus as many *unwatermarked* teacher
    outputs (same size, same recipe, same seed). Both train side by side (one process each).
-4. Radioactivity tests for both (``provenance.radioactivity``): white-box top-1 (exact binomial p over
+4. Radioactivity tests for both (``provenance.radioactivity``), on ``--probe-paragraphs`` of
+   never-watermarked grammar text cut into 128-token probes: white-box top-1 (exact binomial p over
    distinct pairs), green mass (the suspect's next-token distribution, Chernoff-bound p), green mass
    against the public base as reference, reading mode (our own watermarked outputs as probes, their
    pairs excluded) and black-box (samples on probe prompts). Each statistic is also computed for
@@ -35,6 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from distillguard.provenance import textgen
 from distillguard.provenance.harness import lm_nll, tiny_gpt2, topk_next_fn, train_bpe, train_lm
@@ -51,9 +61,13 @@ from distillguard.provenance.watermark import (
     with_tokenizer,
 )
 
+console = Console(highlight=False, width=160)
+_T0 = time.perf_counter()
+
 
 def log(msg: str) -> None:
-    print(msg, flush=True)
+    """One progress line, with the seconds since the start."""
+    console.print(Text.assemble((f"{time.perf_counter() - _T0:7.1f}s ", "dim"), msg))
 
 
 def measure_detection(teacher: Any, tok: Any, ring: KeyRing, proc: Any, prompts_all: list[list[int]],
@@ -151,16 +165,21 @@ def train_pair(jobs: list[dict[str, Any]], parallel: bool) -> list[tuple[dict[st
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("bench-out/radioactivity.json"))
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads per process (student and control train in two processes side by side)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--vocab", type=int, default=2048)
-    ap.add_argument("--teacher-tokens", type=int, default=150_000,
-                    help="tokens of teacher training (--init base: of the base model)")
-    ap.add_argument("--student-data", type=int, default=400_000, help="tokens of training data per student")
-    ap.add_argument("--student-epochs", type=float, default=3.0)
+    ap.add_argument("--vocab", type=int, default=1024)
+    ap.add_argument("--corpus", type=int, default=36_000,
+                    help="paragraphs of grammar text the base model (--init scratch: the teacher) trains on")
+    ap.add_argument("--teacher-tokens", type=int, default=2_000_000,
+                    help="tokens of teacher training (--init base: of the base model; about one pass over --corpus)")
+    ap.add_argument("--student-data", type=int, default=1_200_000, help="tokens of training data per student")
+    ap.add_argument("--student-epochs", type=float, default=1.0)
     ap.add_argument("--student-width", type=int, default=128, help="students' n_embd (the teacher's is 128)")
     ap.add_argument("--student-layers", type=int, default=2)
-    ap.add_argument("--topk", type=int, default=32, help="next-token probabilities kept per position (green mass)")
+    ap.add_argument("--topk", type=int, default=128, help="next-token probabilities kept per position (green mass)")
+    ap.add_argument("--probe-paragraphs", type=int, default=3000,
+                    help="never-watermarked grammar paragraphs cut into 128-token white-box probes")
     ap.add_argument("--null-keys", type=int, default=200,
                     help="random keys that never marked anything: empirical level of each test on each suspect")
     ap.add_argument("--reading-texts", type=int, default=100,
@@ -173,15 +192,16 @@ def main() -> int:
     ap.add_argument("--teacher-ft-tokens", type=int, default=30_000, help="--init base: teacher fine-tuning tokens")
     ap.add_argument("--student-lr", type=float, default=None, help="default 1e-3 (--init base), 3e-3 (scratch)")
     ap.add_argument("--serial", action="store_true", help="train student and control one after the other")
-    ap.add_argument("--batch", type=int, default=8, help="sequences of 256 tokens per training step")
+    ap.add_argument("--batch", type=int, default=16, help="sequences of 256 tokens per training step")
     ap.add_argument("--bb-samples", type=int, default=384, help="black-box samples (64 tokens) per suspect")
     ap.add_argument("--bb-temperature", type=float, default=1.0,
                     help="sampling temperature of the black-box probes (lower: scores the suspect's modes)")
     ap.add_argument("--teacher-row", action="store_true", help="also test the teacher itself (a third suspect)")
     ap.add_argument("--wm-share", type=float, default=0.05, help="share of the student's data that is watermarked")
     ap.add_argument("--context-width", type=int, default=1)
-    ap.add_argument("--gamma", type=float, default=0.25)
-    ap.add_argument("--delta", type=float, default=3.0)
+    ap.add_argument("--gamma", type=float, default=0.1,
+                    help="green share (0.25 before; a smaller green list shifts more mass per context)")
+    ap.add_argument("--delta", type=float, default=4.0, help="green bias (3 before)")
     ap.add_argument("--no-detection", action="store_true",
                     help="skip the watermark-detection measurements (radioactivity only; saves minutes)")
     ap.add_argument("--quick", action="store_true", help="a small run to check the script (minutes less)")
@@ -190,7 +210,7 @@ def main() -> int:
 
     torch.set_num_threads(a.threads)
     if a.quick:
-        a.teacher_tokens, a.student_data, a.bb_samples = 60_000, 40_000, 128
+        a.corpus, a.teacher_tokens, a.student_data, a.bb_samples = 5_000, 60_000, 40_000, 128
     T: dict[str, float] = {}
     t_all = time.perf_counter()
 
@@ -200,11 +220,12 @@ def main() -> int:
 
     # 1. text, tokenizer, teacher ------------------------------------------------------------------
     t0 = time.perf_counter()
-    texts = textgen.corpus(14_000 if not a.quick else 5_000, seed=a.seed)
-    tok = train_bpe(texts, a.vocab)
+    texts = textgen.corpus(a.corpus, seed=a.seed)
+    tok = train_bpe(texts[:14_000], a.vocab)
     stream = np.concatenate([np.asarray(encode(tok, t) + [0]) for t in texts])
     heldout = [encode(tok, t) for t in textgen.corpus(400, seed=a.seed + 101)]
-    probe_text = np.concatenate([np.asarray(encode(tok, t) + [0]) for t in textgen.corpus(600, seed=a.seed + 202)])
+    probe_text = np.concatenate([np.asarray(encode(tok, t) + [0])
+                                 for t in textgen.corpus(a.probe_paragraphs, seed=a.seed + 202)])
     phase("text+tokenizer", t0)
     log(f"corpus {len(stream):,} tokens, vocab {tok.get_vocab_size()}")
     t0 = time.perf_counter()
@@ -254,7 +275,7 @@ def main() -> int:
     wm_tokens = sum(len(p) + len(s) + 1 for p, s in wm_pairs)
     other: list[tuple[list[int], list[int]]] = []  # other data: fresh grammar text, never from the teacher
     n_other = 0
-    for t in textgen.corpus(40_000, seed=a.seed + 55):
+    for t in textgen.corpus(a.student_data // 40 + 1_000, seed=a.seed + 55):
         if n_other >= a.student_data - wm_tokens:
             break
         ids = encode(tok, t)
@@ -284,7 +305,7 @@ def main() -> int:
 
     # 4. radioactivity -----------------------------------------------------------------------------
     t0 = time.perf_counter()
-    probes = [probe_text[i:i + 128].tolist() for i in range(0, len(probe_text) - 128, 128)][:300]
+    probes = [probe_text[i:i + 128].tolist() for i in range(0, len(probe_text) - 128, 128)]
     bb_prompts = [p[:plen] for p in (encode(tok, q) for q in textgen.prompts(3000, seed=a.seed + 303)) if len(p) >= plen]
     bb_prompts = bb_prompts[:a.bb_samples]
     results: dict[str, dict] = {}
@@ -344,7 +365,8 @@ def main() -> int:
                    "student_lr": lr, "teacher_ft_tokens": a.teacher_ft_tokens if a.init == "base" else 0,
                    "student_width": width, "student_layers": layers, "topk": a.topk,
                    "probes": len(probes), "probe_tokens": 128, "reading_texts": len(reading),
-                   "vocab": tok.get_vocab_size(), "teacher_params": n_params},
+                   "vocab": tok.get_vocab_size(), "teacher_params": n_params, "corpus_paragraphs": a.corpus,
+                   "teacher_tokens": a.teacher_tokens, "batch": a.batch, "null_keys": a.null_keys},
         "data": {"corpus_tokens": int(len(stream)), "student_tokens": int(len(student_stream)),
                  "watermarked_tokens": int(wm_tokens), "watermarked_share": share,
                  "control_tokens": int(len(control_stream))},
@@ -357,20 +379,23 @@ def main() -> int:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(out, indent=2))
 
-    log("\nradioactivity: top-1 and black-box = exact binomial p over distinct (context, token) pairs;"
-        " green mass = Chernoff bound")
-    log(f"{'suspect':<9} {'top-1 p':>9} {'green':>6} {'mass p':>9} {'z':>6} {'mass-ref p':>10} {'z':>6} "
-        f"{'read-1 p':>9} {'read-mass p':>11} {'black-box p':>11} {'green':>6}")
+    table = Table(title="radioactivity: top-1, black-box = exact binomial p over distinct (context, token) pairs; "
+                        "green mass = Chernoff bound", title_justify="left")
+    for col in ("suspect", "top-1 p", "green", "mass p", "z", "mass−base p", "z", "read-1 p", "read-mass p",
+                "black-box p", "green"):
+        table.add_column(col, justify="left" if col == "suspect" else "right")
     for name, r in results.items():
         w, m, b = r["whitebox"], r["green_mass"], r["blackbox"]
         mr = r.get("green_mass_ref", {"p_value": float("nan"), "score": float("nan")})
-        log(f"{name:<9} {w['p_value']:>9.3g} {w['green_fraction']:>6.3f} {m['p_value']:>9.3g} {m['score']:>6.2f} "
-            f"{mr['p_value']:>10.3g} {mr['score']:>6.2f} {r['reading_top1']['p_value']:>9.3g} "
-            f"{r['reading_mass']['p_value']:>11.3g} {b['p_value']:>11.3g} {b['green_fraction']:>6.3f}")
+        table.add_row(name, f"{w['p_value']:.3g}", f"{w['green_fraction']:.3f}", f"{m['p_value']:.3g}",
+                      f"{m['score']:.2f}", f"{mr['p_value']:.3g}", f"{mr['score']:.2f}",
+                      f"{r['reading_top1']['p_value']:.3g}", f"{r['reading_mass']['p_value']:.3g}",
+                      f"{b['p_value']:.3g}", f"{b['green_fraction']:.3f}")
+    console.print(table)
     log(f"null level over {a.null_keys} random keys (count of p <= 0.05 / 0.01): " + "; ".join(
         f"{n}: " + ", ".join(f"{st} {v['le_0.05']}/{v['le_0.01']}" for st, v in lv.items())
         for n, lv in null_level.items()))
-    log(f"\nstudent data: {share:.1%} watermarked ({wm_tokens:,} of {len(student_stream):,} tokens)")
+    log(f"student data: {share:.1%} watermarked ({wm_tokens:,} of {len(student_stream):,} tokens)")
     log(f"times (s): {T}")
     log(f"command: {cmd}\nwrote {a.out}")
     return 0

@@ -86,6 +86,62 @@ def test_whitebox_on_a_saved_model_folder(tmp_path, keyfile, request) -> None:
     assert r.exit_code == 2 and "needs --probes" in r.output
 
 
+def test_green_mass_statistic_on_a_saved_model_folder(tmp_path, keyfile, request) -> None:
+    """A suspect whose next-token distribution leans to the key's green lists (built by hand: logits =
+    2 x green flag of (last token, next token)) is found by --statistic green-mass, also against a
+    reference model, and the report names the statistic; a model that never saw the key is not."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from distillguard.provenance.watermark import green_mask
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
+    v = 64
+    ring = KeyRing.load(keyfile)
+    green = green_mask(ring.active_key, np.arange(v)[:, None], v, ring.params.gamma).astype(np.float32)
+
+    def save(name: str, table: np.ndarray) -> str:
+        cfg = transformers.GPT2Config(vocab_size=v, n_positions=64, n_embd=v, n_layer=1, n_head=1,
+                                      tie_word_embeddings=False, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+        m = transformers.GPT2LMHeadModel(cfg)
+        with torch.no_grad():  # blocks add nothing; hidden state = layer norm of the last token's one-hot
+            for p in m.transformer.h.parameters():
+                p.zero_()
+            m.transformer.wpe.weight.zero_()
+            m.transformer.wte.weight.copy_(torch.eye(v))
+            m.lm_head.weight.copy_(torch.from_numpy(table.T.copy()))  # logits[t] ~ table[last token, t]
+        m.save_pretrained(tmp_path / name)
+        return str(tmp_path / name)
+
+    suspect = save("suspect", 2.0 * green * np.sqrt(v))
+    null = save("null", np.random.default_rng(2).normal(size=(v, v)).astype(np.float32))
+    (tmp_path / "probes.json").write_text(json.dumps(np.random.default_rng(1).integers(0, v, 600).tolist()))
+    base = ["provenance", "test", "--key", str(keyfile), "--probes", str(tmp_path / "probes.json")]
+    r = runner.invoke(app, base + ["--suspect", suspect, "--statistic", "green-mass", "--json"])
+    assert r.exit_code == 0, r.output
+    gm = json.loads(r.stdout)
+    assert gm["statistic"] == "green_mass" and gm["mode"] == "whitebox" and gm["contexts"] == v
+    assert gm["p_value"] < 1e-6 and gm["green_mass"] > 2 * gm["expected"]
+    (tmp_path / "gm.json").write_text(r.stdout)
+    r = runner.invoke(app, base + ["--suspect", suspect, "--statistic", "green-mass", "--reference", null, "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["mode"] == "whitebox-ref"
+    assert json.loads(r.stdout)["p_value"] < 1e-6
+    r = runner.invoke(app, base + ["--suspect", null, "--statistic", "green-mass", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["p_value"] > 1e-3  # never saw the key
+    r = runner.invoke(app, base + ["--suspect", suspect, "--statistic", "green-mass"])
+    assert r.exit_code == 0 and "green mass: p = " in r.output
+    r = runner.invoke(app, base + ["--suspect", suspect, "--json"])  # top-1 by default
+    assert r.exit_code == 0 and json.loads(r.stdout)["statistic"] == "top1"
+    r = runner.invoke(app, base + ["--suspect", suspect, "--statistic", "mass"])
+    assert r.exit_code == 2 and "unknown statistic" in r.output
+    r = runner.invoke(app, base + ["--suspect", suspect, "--reference", null])
+    assert r.exit_code == 2 and "green-mass statistic only" in r.output
+    r = runner.invoke(app, ["provenance", "report", "--radioactivity", str(tmp_path / "gm.json"), "--json"])
+    line = json.loads(r.stdout)["lines"][0]
+    assert r.exit_code == 0 and line["line"] == "watermark (whitebox, green_mass)" and line["finding"]
+
+
 def test_evidence_verify_and_export(tmp_path) -> None:
     r = runner.invoke(app, ["watermark", "keygen", "--kind", "evidence", "--out", str(tmp_path / "ev.json"),
                             "--key-id", "ev-cli"])

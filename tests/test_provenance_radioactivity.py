@@ -16,19 +16,21 @@ V = 300
 RING = KeyRing([WatermarkKey("wm-r", bytes(range(50, 82)))], params=WatermarkParams(context_width=1, delta=3.0))
 
 
+def make_world(seed: int, marked: int, plain: int) -> dict:
+    """A random bigram teacher; a student fitted on ``marked`` watermarked and ``plain`` unwatermarked
+    texts (100 tokens each), a control on as many unwatermarked texts, and 100 never-watermarked probes."""
+    rng = np.random.default_rng(seed)
+    teacher = BigramLM.random(V, 0.3, rng)
+    wm = teacher.generate(marked, 100, rng=rng, processor=Watermarker(RING))
+    student = BigramLM(V).fit(wm + teacher.generate(plain, 100, rng=rng))
+    control = BigramLM(V).fit(teacher.generate(marked + plain, 100, rng=rng))
+    return {"rng": rng, "teacher": teacher, "marked": wm, "student": student, "control": control,
+            "probes": teacher.generate(100, 100, rng=rng)}
+
+
 @pytest.fixture(scope="module")
 def world() -> dict:
-    rng = np.random.default_rng(11)
-    teacher = BigramLM.random(V, 0.3, rng)
-    marked = teacher.generate(200, 100, rng=rng, processor=Watermarker(RING))
-    plain = teacher.generate(1800, 100, rng=rng)
-    return {
-        "rng": rng,
-        "teacher": teacher,
-        "student": BigramLM(V).fit(marked + plain),  # 10 % watermarked
-        "control": BigramLM(V).fit(teacher.generate(2000, 100, rng=rng)),
-        "probes": teacher.generate(100, 100, rng=rng),  # never watermarked
-    }
+    return make_world(11, 200, 1800)  # 10 % watermarked
 
 
 def test_whitebox_finds_the_student_not_the_control(world) -> None:
@@ -101,17 +103,7 @@ def null_ring(n: int, seed: int) -> KeyRing:
 
 @pytest.fixture(scope="module")
 def world5() -> dict:
-    rng = np.random.default_rng(21)
-    teacher = BigramLM.random(V, 0.3, rng)
-    marked = teacher.generate(100, 100, rng=rng, processor=Watermarker(RING))
-    plain = teacher.generate(1900, 100, rng=rng)
-    return {
-        "teacher": teacher,
-        "marked": marked,
-        "student": BigramLM(V).fit(marked + plain),  # 5 % watermarked
-        "control": BigramLM(V).fit(teacher.generate(2000, 100, rng=rng)),
-        "probes": teacher.generate(100, 100, rng=rng),  # never watermarked
-    }
+    return make_world(21, 100, 1900)  # 5 % watermarked
 
 
 def test_chernoff_bound_is_never_below_the_exact_tail() -> None:

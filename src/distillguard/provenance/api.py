@@ -10,10 +10,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from distillguard.provenance.radioactivity import RadioactivityResult, blackbox_test, whitebox_test
+from distillguard.provenance.radioactivity import (
+    GreenMassResult,
+    RadioactivityResult,
+    blackbox_test,
+    green_mass_test,
+    whitebox_test,
+)
 from distillguard.provenance.watermark import Detection, KeyRing, detect_ids, detect_text, encode
 
-__all__ = ["detect_file", "load_tokenizer", "read_token_ids", "test_suspect"]
+__all__ = ["STATISTICS", "detect_file", "load_tokenizer", "read_token_ids", "test_suspect"]
+
+#: White-box statistics of :func:`test_suspect`: the suspect's top-1 prediction (exact binomial p) or its
+#: next-token distribution (green mass, Chernoff-bound p; more powerful).
+STATISTICS = ("top1", "green-mass")
 
 
 def load_tokenizer(path: Path | str) -> Any:
@@ -76,20 +86,41 @@ def detect_file(path: Path | str, key_file: Path | str, tokenizer: Path | str | 
     return detect_text(_read_texts(p), ring, load_tokenizer(tokenizer), key_ids=key_ids)
 
 
+def _load_model(folder: Path) -> Any:
+    if not (folder / "config.json").exists():
+        raise ValueError(f"{folder}: not a saved model folder (no config.json)")
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    return AutoModelForCausalLM.from_pretrained(str(folder))
+
+
 def test_suspect(suspect: Path | str, key_file: Path | str, *, probes: Path | str | None = None,
                  tokenizer: Path | str | None = None, key_ids: list[str] | None = None,
-                 probe_len: int = 128) -> RadioactivityResult:
+                 probe_len: int = 128, statistic: str = "top1", reference: Path | str | None = None,
+                 topk: int = 32) -> RadioactivityResult | GreenMassResult:
     """Radioactivity test of a suspect: white-box when ``suspect`` is a saved model folder
     (``config.json``; needs ``probes``: never-watermarked text or token ids), black-box when it is a
-    file of the suspect's outputs (text/JSONL with the ``tokenizer``, or token-id JSON)."""
+    file of the suspect's outputs (text/JSONL with the ``tokenizer``, or token-id JSON).
+
+    White-box ``statistic``: ``"top1"`` (the suspect's argmax next token, exact binomial p over
+    distinct pairs) or ``"green-mass"`` (its ``topk`` most likely next tokens with their
+    probabilities, Chernoff-bound p; :func:`radioactivity.green_mass_test`), optionally against a
+    ``reference`` model folder that never saw our watermark (e.g. the public base model the suspect
+    was fine-tuned from): the suspect's preference for green tokens beyond the reference's.
+    """
+    if statistic not in STATISTICS:
+        raise ValueError(f"unknown statistic {statistic!r}: use one of {', '.join(STATISTICS)}")
+    if reference is not None and statistic != "green-mass":
+        raise ValueError("a reference model is used by the green-mass statistic only (--statistic green-mass)")
     s = Path(suspect)
     ring = KeyRing.load(key_file)
     tok = load_tokenizer(tokenizer) if tokenizer else None
     if s.is_dir():
-        if not (s / "config.json").exists():
-            raise ValueError(f"{s}: not a saved model folder (no config.json)")
         if probes is None:
             raise ValueError("a white-box test needs --probes: text that was never watermarked with these keys")
+        model = _load_model(s)
         pp = Path(probes)
         if _is_ids_file(pp):
             ids = [i for seq in read_token_ids(pp) for i in seq]
@@ -99,16 +130,18 @@ def test_suspect(suspect: Path | str, key_file: Path | str, *, probes: Path | st
             if tok is None:
                 raise ValueError("text probes need --tokenizer (or tokenizer.json in the model folder)")
             ids = [i for t in _read_texts(pp) for i in encode(tok, t)]
-        from transformers import AutoModelForCausalLM
-        from transformers.utils import logging as hf_logging
-
-        from distillguard.provenance.hf import top_token_fn
-
-        hf_logging.disable_progress_bar()
-        model = AutoModelForCausalLM.from_pretrained(str(s))
+        ref_model = _load_model(Path(reference)) if reference is not None else None
         n_pos = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
         step = min(probe_len, n_pos or probe_len)
         chunks = [ids[i:i + step] for i in range(0, len(ids), step)]
+        if statistic == "green-mass":
+            from distillguard.provenance.harness import topk_next_fn
+
+            ref = topk_next_fn(ref_model, topk) if ref_model is not None else None
+            return green_mass_test(topk_next_fn(model, topk), chunks, ring, key_ids=key_ids, reference=ref,
+                                   mode="whitebox-ref" if ref is not None else "whitebox")
+        from distillguard.provenance.hf import top_token_fn
+
         return whitebox_test(top_token_fn(model), chunks, ring, key_ids=key_ids)
     if not s.exists():
         raise FileNotFoundError(f"no suspect at {s}")

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -14,6 +15,8 @@ from distillguard.provenance.keys import EvidenceKey, Key, WatermarkKey, generat
 from distillguard.store import DEFAULT_DB
 
 __all__ = ["evidence_app", "provenance_app", "watermark_app"]
+
+T = TypeVar("T")
 
 console = Console()
 err = Console(stderr=True)
@@ -33,6 +36,26 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JS
 def _fail(e: Exception) -> typer.Exit:
     err.print(f"[red]error:[/] {e}")
     return typer.Exit(2)
+
+
+def _file_arg(help: str) -> Any:
+    """A positional argument naming an existing file."""
+    return typer.Argument(exists=True, dir_okay=False, help=help)
+
+
+def _call(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+    """``fn(*args, **kw)``; a bad input (ValueError, missing file, unknown key id) exits 2 with the message."""
+    try:
+        return fn(*args, **kw)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        raise _fail(e) from e
+
+
+def _echo_json(result: Any, json_out: bool) -> bool:
+    """Print ``result`` (a dict or an object with ``to_dict()``) as JSON when ``--json``; say whether it did."""
+    if json_out:
+        typer.echo(json.dumps(result if isinstance(result, dict) else result.to_dict(), indent=2))
+    return json_out
 
 
 @watermark_app.command("keygen")
@@ -70,8 +93,7 @@ def keygen_command(
 
 @watermark_app.command("detect")
 def detect_command(
-    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
-                                         help="Text file, JSONL of {text}, or token ids (.json list / lists).")],
+    path: Annotated[Path, _file_arg("Text file, JSONL of {text}, or token ids (.json list / lists).")],
     key: KeyOption,
     tokenizer: Annotated[Path | None, typer.Option(help="tokenizer.json the generator used (for text).")] = None,
     key_id: Annotated[list[str] | None, typer.Option("--key-id", help="Test only these key ids.")] = None,
@@ -80,12 +102,8 @@ def detect_command(
     """Exact p-value that the text carries the watermark of a key in the ring (distinct pairs scored once)."""
     from distillguard.provenance.api import detect_file
 
-    try:
-        d = detect_file(path, key, tokenizer, key_ids=key_id or None)
-    except (ValueError, FileNotFoundError, KeyError) as e:  # KeyError: unknown key id
-        raise _fail(e) from e
-    if json_out:
-        typer.echo(json.dumps(d.to_dict(), indent=2))
+    d = _call(detect_file, path, key, tokenizer, key_ids=key_id or None)
+    if _echo_json(d, json_out):
         return
     console.print(f"key {d.key_id}: p = {d.p_value:.3g} (z = {d.score:.2f}); {d.green}/{d.tokens_scored} distinct "
                   f"(context, token) pairs green (expected {d.gamma:.0%}); {d.tokens_total} tokens; "
@@ -100,17 +118,27 @@ def test_command(
     probes: Annotated[Path | None, typer.Option(help="White-box: never-watermarked probe text or token ids.")] = None,
     tokenizer: Annotated[Path | None, typer.Option(help="tokenizer.json of our generator.")] = None,
     key_id: Annotated[list[str] | None, typer.Option("--key-id", help="Test only these key ids.")] = None,
+    statistic: Annotated[str, typer.Option(help="White-box statistic: top1 (the suspect's argmax, exact binomial p) "
+                                           "or green-mass (its next-token distribution, Chernoff-bound p; "
+                                           "more powerful).")] = "top1",
+    reference: Annotated[Path | None, typer.Option(exists=True, file_okay=False,
+                                                   help="green-mass: a model folder that never saw our watermark "
+                                                        "(e.g. the public base the suspect started from); scores "
+                                                        "the suspect's green preference beyond it.")] = None,
+    topk: Annotated[int, typer.Option(help="green-mass: next tokens kept per position.")] = 32,
     json_out: JsonOption = False,
 ) -> None:
-    """Radioactivity test: exact binomial p over distinct (context, token) pairs of the suspect's output."""
+    """Radioactivity test: p-value over distinct (context, token) pairs of the suspect's predictions or outputs."""
     from distillguard.provenance.api import test_suspect
 
-    try:
-        r = test_suspect(suspect, key, probes=probes, tokenizer=tokenizer, key_ids=key_id or None)
-    except (ValueError, FileNotFoundError, KeyError) as e:  # KeyError: unknown key id
-        raise _fail(e) from e
-    if json_out:
-        typer.echo(json.dumps(r.to_dict(), indent=2))
+    r = _call(test_suspect, suspect, key, probes=probes, tokenizer=tokenizer, key_ids=key_id or None,
+              statistic=statistic, reference=reference, topk=topk)
+    if _echo_json(r, json_out):
+        return
+    if hasattr(r, "green_mass"):
+        console.print(f"{r.mode} green mass: p = {r.p_value:.3g} for key {r.key_id} (z = {r.score:.2f}); green mass "
+                      f"{r.green_mass:.2f}, expected {r.expected:.2f}, over {r.contexts} distinct contexts, "
+                      f"{r.probes} probe(s)")
         return
     d = r.detection
     console.print(f"{r.mode}: p = {d.p_value:.3g} for key {d.key_id}; {d.green}/{d.tokens_scored} distinct pairs "
@@ -170,8 +198,7 @@ def export_command(
 
 @provenance_app.command("canary-probes")
 def canary_probes_command(
-    subjects: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
-                                             help="File with one account or cluster id per line (canaries served).")],
+    subjects: Annotated[Path, _file_arg("File with one account or cluster id per line (canaries served).")],
     key: KeyOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="JSONL of probes {canary_id, subject_id, prompt}.")],
 ) -> None:
@@ -187,8 +214,7 @@ def canary_probes_command(
 
 @provenance_app.command("canary-check")
 def canary_check_command(
-    answers: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
-                                            help="JSONL {subject_id, prompt, answer}: the suspect's answers to the probes.")],
+    answers: Annotated[Path, _file_arg("JSONL {subject_id, prompt, answer}: the suspect's answers to the probes.")],
     key: KeyOption,
     json_out: JsonOption = False,
 ) -> None:
@@ -203,8 +229,7 @@ def canary_check_command(
                      for r in rows], list(cans.values()))
     except (ValueError, KeyError) as e:
         raise _fail(ValueError(f"{answers}: {e}")) from e
-    if json_out:
-        typer.echo(json.dumps(rep.to_dict(), indent=2))
+    if _echo_json(rep, json_out):
         return
     console.print(f"{len(rep.hits)} of {rep.canaries_checked} canaries found (family chance {rep.family_p_chance:.3g})")
     for h in rep.hits:
@@ -226,8 +251,7 @@ def report_command(
     rep = combine(radioactivity=[json.loads(p.read_text()) for p in radioactivity or []],
                   canaries=json.loads(canaries.read_text()) if canaries else None,
                   evidence=json.loads(evidence.read_text()) if evidence else None, alpha=alpha)
-    if json_out:
-        typer.echo(json.dumps(rep, indent=2))
+    if _echo_json(rep, json_out):
         return
     for line in rep["lines"]:
         p = "" if line["p_value"] is None else f" p = {line['p_value']:.3g}"

@@ -80,7 +80,8 @@ class RadioactivityResult:
         return self.detection.p_value
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode, "probes": self.probes} | self.detection.to_dict()
+        stat = {"whitebox": "top1", "blackbox": "samples"}.get(self.mode, self.mode)
+        return {"mode": self.mode, "statistic": stat, "probes": self.probes} | self.detection.to_dict()
 
 
 def _windows(s: np.ndarray, w: int) -> np.ndarray:

@@ -32,7 +32,8 @@ def combine(*, radioactivity: list[dict[str, Any]] | None = None, canaries: dict
     """
     lines = []
     for r in radioactivity or []:
-        lines.append({"line": f"watermark ({r.get('mode', 'detect')})", "p_value": r["p_value"],
+        how = ", ".join(str(x) for x in (r.get("mode", "detect"), r.get("statistic")) if x)
+        lines.append({"line": f"watermark ({how})", "p_value": r["p_value"],
                       "finding": r["p_value"] <= alpha, "key_id": r.get("key_id"),
                       "detail": f"{r.get('tokens_scored')} distinct pairs scored", "survives": SURVIVES["watermark"]})
     if canaries is not None:

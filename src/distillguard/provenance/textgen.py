@@ -16,38 +16,44 @@ import random
 
 __all__ = ["TOPICS", "corpus", "paragraph", "prompts"]
 
-TOPICS: dict[str, dict[str, list[str]]] = {
-    "harbour": {
-        "noun": ["ship", "harbour", "sailor", "net", "tide", "lighthouse", "crate", "rope", "gull", "dock",
-                 "captain", "anchor", "storm", "wave", "boat", "fisherman", "cargo", "pier"],
-        "verb": ["loads", "repairs", "watches", "carries", "ties", "follows", "guides", "counts", "paints"],
-        "adj": ["salty", "heavy", "distant", "grey", "wet", "old", "narrow", "windy"],
-    },
-    "kitchen": {
-        "noun": ["cook", "bread", "oven", "soup", "knife", "garden", "onion", "table", "recipe", "kettle",
-                 "baker", "apple", "pan", "spoon", "cellar", "cheese", "basket", "flour"],
-        "verb": ["bakes", "cuts", "stirs", "tastes", "serves", "cleans", "warms", "mixes", "prepares"],
-        "adj": ["fresh", "warm", "sweet", "bitter", "golden", "crisp", "simple", "small"],
-    },
-    "workshop": {
-        "noun": ["engineer", "machine", "gear", "hammer", "drawing", "bench", "lamp", "wire", "motor",
-                 "clock", "valve", "student", "plan", "bolt", "spring", "engine", "tool", "frame"],
-        "verb": ["builds", "measures", "tests", "adjusts", "designs", "fixes", "checks", "assembles", "oils"],
-        "adj": ["precise", "broken", "careful", "bright", "steady", "new", "complex", "quiet"],
-    },
-    "forest": {
-        "noun": ["ranger", "tree", "river", "fox", "path", "cabin", "owl", "stone", "moss", "deer",
-                 "trail", "hill", "bridge", "valley", "hunter", "leaf", "bird", "meadow"],
-        "verb": ["crosses", "finds", "hears", "climbs", "marks", "shelters", "tracks", "reaches", "explores"],
-        "adj": ["green", "dark", "tall", "silent", "cold", "wild", "hidden", "ancient"],
-    },
-    "market": {
-        "noun": ["merchant", "coin", "stall", "buyer", "price", "ledger", "silk", "scale", "clerk",
-                 "customer", "wagon", "spice", "contract", "bank", "letter", "shop", "crowd", "fee"],
-        "verb": ["sells", "weighs", "trades", "records", "pays", "offers", "delivers", "orders", "counts"],
-        "adj": ["busy", "fair", "rare", "cheap", "costly", "honest", "crowded", "early"],
-    },
-}
+
+# one topic per block: its name, then its nouns, verbs and adjectives (space-separated)
+_TOPIC_TABLE = """
+harbour
+  nouns: ship harbour sailor net tide lighthouse crate rope gull dock captain anchor storm wave boat fisherman cargo pier
+  verbs: loads repairs watches carries ties follows guides counts paints
+  adjs: salty heavy distant grey wet old narrow windy
+kitchen
+  nouns: cook bread oven soup knife garden onion table recipe kettle baker apple pan spoon cellar cheese basket flour
+  verbs: bakes cuts stirs tastes serves cleans warms mixes prepares
+  adjs: fresh warm sweet bitter golden crisp simple small
+workshop
+  nouns: engineer machine gear hammer drawing bench lamp wire motor clock valve student plan bolt spring engine tool frame
+  verbs: builds measures tests adjusts designs fixes checks assembles oils
+  adjs: precise broken careful bright steady new complex quiet
+forest
+  nouns: ranger tree river fox path cabin owl stone moss deer trail hill bridge valley hunter leaf bird meadow
+  verbs: crosses finds hears climbs marks shelters tracks reaches explores
+  adjs: green dark tall silent cold wild hidden ancient
+market
+  nouns: merchant coin stall buyer price ledger silk scale clerk customer wagon spice contract bank letter shop crowd fee
+  verbs: sells weighs trades records pays offers delivers orders counts
+  adjs: busy fair rare cheap costly honest crowded early
+"""
+
+
+def _parse_topics(table: str) -> dict[str, dict[str, list[str]]]:
+    topics: dict[str, dict[str, list[str]]] = {}
+    for line in table.strip().splitlines():
+        if not line.startswith(" "):
+            topic = topics.setdefault(line.strip(), {})
+        else:
+            kind, words = line.strip().split(": ", 1)
+            topic[{"nouns": "noun", "verbs": "verb", "adjs": "adj"}[kind]] = words.split()
+    return topics
+
+
+TOPICS: dict[str, dict[str, list[str]]] = _parse_topics(_TOPIC_TABLE)
 _DET = ["the", "a", "every", "one", "that", "this"]
 _PREP = ["near", "under", "behind", "beside", "across", "inside", "past", "above"]
 _TIME = ["at dawn", "in the evening", "before noon", "after the rain", "every morning", "by night",
