@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import subprocess
 import sys
 import time
@@ -25,6 +27,11 @@ def peak_rss_mib() -> float:
     return float("nan")
 
 
+def _cpu_s() -> float:
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def child(db: Path, out: Path, sample: int | None, workers: int) -> None:
     from distillguard.detect import detect
     from distillguard.store import connect
@@ -36,9 +43,13 @@ def child(db: Path, out: Path, sample: int | None, workers: int) -> None:
     scan = time.perf_counter() - t0
     con.close()
     t0 = time.perf_counter()
+    c0 = _cpu_s()
     summary = detect(db, out, progress=False, signal_sample=sample, signal_workers=workers)
     total = time.perf_counter() - t0
+    # CPU seconds (this process and its helpers) and the load average: on a shared machine wall time
+    # alone says little; compare runs by CPU time and under the same load.
     print(json.dumps({"exchanges": n, "plain_scan_s": round(scan, 2), "detect_s": round(total, 1),
+                      "cpu_s": round(_cpu_s() - c0, 1), "loadavg_1m": os.getloadavg()[0],
                       "ratio_to_scan": round(total / scan, 1), "exchanges_per_s": round(n / total),
                       "stage_seconds": summary.stage_seconds, "flagged": summary.accounts_flagged,
                       "peak_rss_mib": round(peak_rss_mib())}))

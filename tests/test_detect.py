@@ -91,3 +91,94 @@ def test_detect_sql_transpiles_to_spark() -> None:
     assert stmts
     for sql in stmts.values():
         assert "EXCEPT" in to_spark_sql(sql).upper()  # DuckDB's EXCLUDE becomes Spark's EXCEPT
+
+
+def test_map_batches_keeps_order_and_fails_cleanly() -> None:
+    """The engine's pipelined map_batches (reader and writer threads around ``fn``): same rows in the
+    same order as a plain loop, and an error in ``fn`` propagates and leaves the old table."""
+    import duckdb
+    import pyarrow as pa
+
+    from distillguard.engines import DuckDBEngine
+
+    e = DuckDBEngine(duckdb.connect())
+    e.execute("CREATE TABLE src AS SELECT range AS x FROM range(10007)")
+    schema = pa.schema([("x", pa.int64()), ("y", pa.int64())])
+
+    def fn(b: pa.RecordBatch) -> pa.RecordBatch:
+        x = b.column(0)
+        return pa.RecordBatch.from_arrays([x, pa.compute.multiply(x, 3)], schema=schema)
+
+    assert e.map_batches("SELECT x FROM src ORDER BY x", fn, into="out", schema=schema, batch_rows=97) == 10007
+    got = e.query("SELECT x, y FROM out").to_pydict()
+    assert got["x"] == list(range(10007)) and got["y"] == [3 * i for i in range(10007)]
+
+    calls = []
+
+    def bad(b: pa.RecordBatch) -> pa.RecordBatch:
+        calls.append(b.num_rows)
+        if len(calls) == 5:
+            raise RuntimeError("boom")
+        return fn(b)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        e.map_batches("SELECT x FROM src ORDER BY x", bad, into="out", schema=schema, batch_rows=97)
+    assert e.query("SELECT count(*) AS n FROM out").column("n")[0].as_py() == 10007
+
+    def bad_schema(b: pa.RecordBatch) -> pa.RecordBatch:  # the writer thread fails: also propagated
+        return pa.RecordBatch.from_arrays([pa.array(["a"] * b.num_rows)], names=["x"])
+
+    with pytest.raises(Exception):  # noqa: B017 - whatever Arrow or DuckDB raise
+        e.map_batches("SELECT x FROM src ORDER BY x", bad_schema, into="out", schema=schema, batch_rows=97)
+    assert e.query("SELECT count(*) AS n FROM out").column("n")[0].as_py() == 10007
+
+
+def test_content_dedup_gives_the_same_signals(monkeypatch: pytest.MonkeyPatch) -> None:
+    """compute_signals computes each distinct (system, prompt) once per batch and gathers, and the
+    template fingerprints each distinct kept-token row once: same output as computing every row."""
+    from datetime import timedelta
+
+    import numpy as np
+    import pyarrow as pa
+
+    from distillguard.content import _signals, _template
+
+    prompts = ["You are an expert grader. Score this answer 1-10: \"x = 4\"", "def f(x): return x",
+               "Think step by step and show all reasoning. What is 17*23?", "", None,
+               "Act as a planner. ```code block``` then plan 3 steps", "你是一个助手。请解释量子计算。"]
+    systems = [None, "", "You are a helpful assistant.", "Role: tutor 42"]
+    rng = np.random.default_rng(7)
+    n = 900
+    pi, si = rng.integers(0, len(prompts), n), rng.integers(0, len(systems), n)
+    prompt = [prompts[i] if prompts[i] is None else prompts[i] + (f" #{j % 5}" if j % 3 else "")
+              for j, i in enumerate(pi)]
+    t0 = datetime(2026, 4, 22, tzinfo=UTC)
+    batch = pa.RecordBatch.from_pydict({
+        "request_id": [f"r{j}" for j in range(n)], "account_id": [f"a{j % 13}" for j in range(n)],
+        "ts": [t0 + timedelta(seconds=j) for j in range(n)], "system": [systems[i] for i in si], "prompt": prompt,
+    })
+    fast = _signals.compute_signals(batch)
+    monkeypatch.setattr(_signals, "DEDUP_MIN_ROWS", 10**9)
+    monkeypatch.setattr(_template, "_unique_rows", lambda keep, k: None)
+    slow = _signals.compute_signals(batch)
+    assert fast.schema == slow.schema and fast.equals(slow)
+    # ... and row by row (split-invariance, so the dedup cannot leak between rows)
+    one = pa.Table.from_batches([_signals.compute_signals(batch.slice(j, 1)) for j in range(0, n, 97)])
+    assert one.equals(pa.Table.from_batches([fast.take(pa.array(list(range(0, n, 97))))]))
+
+
+def test_template_fingerprints_dedup_rows() -> None:
+    import numpy as np
+
+    from distillguard.content import _template
+
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 2**63, size=(40, _template._KEEP), dtype=np.int64).astype(np.uint64)
+    pick = rng.integers(0, 40, 1000)
+    keep, k = base[pick].copy(), rng.integers(0, 4, 40)[pick] * 20  # 0, 20, 40, 60 tokens kept
+    k = np.minimum(k, _template._KEEP)
+    keep[k[:, None] <= np.arange(_template._KEEP)[None, :]] = 0
+    assert _template._unique_rows(keep, k) is not None
+    fp, bands = _template._fingerprints(keep, k)
+    fp2, bands2 = _template._fingerprints_rows(keep, k)
+    assert fp.equals(fp2) and bands.equals(bands2) and fp.null_count == int((k == 0).sum())

@@ -237,3 +237,20 @@ def test_registered_sql_transpiles_to_spark():
     assert len(stmts) >= 12
     for name, sql in stmts.items():
         assert to_spark_sql(sql.format(**fill)), name
+
+
+def test_plots_in_a_helper_process_are_byte_identical(built, tmp_path: Path):
+    e, _ = built
+    one, two = tmp_path / "one", tmp_path / "two"
+    p1 = write_reports(e, one, workers=1)
+    p2 = write_reports(e, two, workers=2)  # the second campaign's plots come from a helper interpreter
+    assert [p.name for p in p1] == [p.name for p in p2]
+    for a, b in zip(p1, p2, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def test_sample_lookup_casts_the_fingerprint_once():
+    from distillguard.report import _sql
+
+    assert "CAST(s.{fp_col} AS VARCHAR)" not in _sql.SAMPLE_TEXT
+    assert "CAST(? AS BIGINT)" in _sql.SAMPLE_TEXT

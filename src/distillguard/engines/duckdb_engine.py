@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -65,16 +68,95 @@ class DuckDBEngine:
         cols = ", ".join(f'"{f.name}" {duckdb_type(f.type)}' for f in schema)
         tmp = f"_new_{into}"
         writer.execute(f"CREATE OR REPLACE TEMP TABLE {tmp} ({cols})")
-        n = 0
-        for batch in reader:
-            out = fn(batch)
-            if out.num_rows:
-                writer.register("_out", pa.Table.from_batches([out]).cast(schema))
-                writer.execute(f"INSERT INTO {tmp} SELECT * FROM _out")
-                writer.unregister("_out")
-                n += out.num_rows
+        # Three-stage pipeline: a reader thread fetches the next batch from DuckDB and a writer thread
+        # appends finished ones while this thread runs ``fn`` (both DuckDB and Arrow release the GIL,
+        # so on two cores the scan and the insert hide behind the computation). Batches stay in
+        # order; at most two wait in each queue.
+        inbox: queue.Queue[Any] = queue.Queue(maxsize=2)
+        outbox: queue.Queue[Any] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                for batch in reader:
+                    while not stop.is_set():
+                        try:
+                            inbox.put(batch, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+            except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
+                errors.append(e)
+            finally:
+                _put(inbox, _END, stop)
+
+        written = [0]
+
+        def write() -> None:
+            try:
+                while True:
+                    out = outbox.get()
+                    if out is _END:
+                        return
+                    if stop.is_set():
+                        continue  # drain so that the producer never blocks
+                    writer.register("_out", pa.Table.from_batches([out]).cast(schema))
+                    writer.execute(f"INSERT INTO {tmp} SELECT * FROM _out")
+                    writer.unregister("_out")
+                    written[0] += out.num_rows
+            except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
+                errors.append(e)
+                stop.set()
+                while outbox.get() is not _END:
+                    pass
+
+        threads = [threading.Thread(target=read, daemon=True), threading.Thread(target=write, daemon=True)]
+        for t in threads:
+            t.start()
+        try:
+            while not errors:
+                batch = inbox.get()
+                if batch is _END:
+                    break
+                out = fn(batch)
+                if out.num_rows:
+                    outbox.put(out)
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            if errors:
+                stop.set()
+            # unblock the reader (it may wait on a full inbox), then let the writer finish
+            while threads[0].is_alive():
+                with contextlib.suppress(queue.Empty):
+                    inbox.get(timeout=0.1)
+            outbox.put(_END)
+            threads[1].join()
+            with contextlib.suppress(Exception):
+                reader.close()  # a stopped scan must not keep the connection's result open
+        if errors:
+            raise errors[0]
         writer.execute("BEGIN TRANSACTION")
         writer.execute(f"CREATE OR REPLACE TABLE {into} AS SELECT * FROM {tmp}")
         writer.execute(f"DROP TABLE {tmp}")
         writer.execute("COMMIT")
-        return n
+        return written[0]
+
+
+_END = object()
+
+
+def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
+    """Put ``item`` even when the consumer has stopped reading (drop the oldest entries then)."""
+    while True:
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            if stop.is_set():
+                with contextlib.suppress(queue.Empty):
+                    q.get_nowait()

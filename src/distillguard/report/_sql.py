@@ -374,6 +374,8 @@ READ_CAMPAIGNS = portable_sql(
 
 # One example text for a campaign's most used template or preamble ({fp_col}), for the rendered
 # report only -- never stored in a table. _report_sample_members holds the campaign's flagged members.
+# The fingerprint (a BIGINT written as text in the campaign's JSON) is cast back once, not every
+# signals row's fingerprint to text.
 # Two steps: the first use is found in the narrow signals table, then fetched from exchanges by a
 # point lookup whose ts predicate prunes row groups (one join over all exchanges per campaign made
 # the reports stage grow with campaigns x exchanges).
@@ -383,7 +385,7 @@ SAMPLE_TEXT = portable_sql(
 SELECT s.request_id, s.account_id, s.ts
 FROM {signals} s
 JOIN _report_sample_members m ON m.account_id = s.account_id
-WHERE CAST(s.{fp_col} AS VARCHAR) = ?
+WHERE s.{fp_col} = CAST(? AS BIGINT)
 ORDER BY s.ts, s.request_id
 LIMIT 1
 """,
