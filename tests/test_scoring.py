@@ -176,6 +176,11 @@ def test_behaviour_counts_only_beside_two_content_signals() -> None:
                              {"grader": grader_p999, "cot": cot_p995, "vol": 1e6})):
         assert m.risk_one(row)[0] == pytest.approx(own[i])  # the scalar (online) path agrees
     assert RiskModel(ev, behaviour_cap=9.2, behaviour_min_content=0).fit(ref).own_risk(q)[0] > own[0] + 9
+    # one content signal rarer than 1 in 1,000 benign accounts (a grader-harvesting network): behaviour counts
+    assert m.tail_p_values(m._values(q))[0, 0] > m.behaviour_strong_p  # the judge was above it
+    extreme = {"grader": float(ref["grader"].to_numpy().max()) * 2, "cot": 0.0, "vol": 1e6}
+    alone = m.risk_one({**extreme, "vol": None})[0]
+    assert m.risk_one(extreme)[0] == pytest.approx(alone + 9.2)
 
 
 def test_joint_cluster_evidence_ignores_overdispersed_benign_clusters() -> None:

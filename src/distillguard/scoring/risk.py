@@ -91,11 +91,17 @@ class RiskModel:
         content groups (what it asks for: reasoning traces, grades, focus, templates) under
         ``truncate_p``. One content signal plus volume is a busy LLM-as-judge or eval pipeline
         grading its own outputs, not a campaign; a distiller shows several content signals at once.
-    cluster_min_content: a member inherits its cluster's evidence (median risk or joint evidence)
-        only if it exceeds the benign ``1 − cluster_q`` quantile itself in at least this many content
-        groups. A benign user who shares a NAT, a proxy exit, a card or an employer with a campaign or
-        with an unusual team asks for ordinary things; a hydra member asks for what the campaign asks
-        for, even when too little to be flagged alone.
+    behaviour_strong_p: ... or one content group at least this rare among benign accounts (a
+        grader-harvesting network sends grades at a share one benign account in a thousand reaches;
+        the evaluation pipeline a little above the benign p99).
+    cluster_min_content: a member inherits its cluster's median risk only if it exceeds the benign
+        ``1 − cluster_q`` quantile itself in at least this many content groups. A benign user who
+        shares a NAT, a proxy exit or a card with a campaign asks for ordinary things; a hydra member
+        asks for what the campaign asks for, even when too little to be flagged alone.
+    joint_min_content: the same gate for joint cluster evidence (on top of ``cluster_min_own``). One
+        content group is enough here: joint evidence is already a test of the members' shared
+        excess, and a grader-harvesting network asks for one thing only (grades), at a share a
+        single member cannot be flagged on.
     """
 
     evidence: tuple[Evidence, ...]
@@ -108,7 +114,9 @@ class RiskModel:
     cluster_null: float = 0.2
     behaviour_cap: float | None = 9.2
     behaviour_min_content: int = 2
+    behaviour_strong_p: float = 1e-3
     cluster_min_content: int = 2
+    joint_min_content: int = 1
     reference_: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     threshold_: float | None = None
     scale_: float = 1.0
@@ -193,10 +201,11 @@ class RiskModel:
         """An account's own risk from its tail probabilities (rows × evidence): per group, Simes'
         combination, truncated at ``truncate_p``; across groups, Fisher's −2·Σ ln p, weighted, with
         behaviour groups adding at most ``behaviour_cap``, and only alongside at least
-        ``behaviour_min_content`` content groups."""
+        ``behaviour_min_content`` content groups or one at ``p ≤ behaviour_strong_p``."""
         content = np.zeros(p.shape[0])
         behaviour = np.zeros(p.shape[0])
         n_content = np.zeros(p.shape[0], dtype=int)
+        strongest = np.ones(p.shape[0])
         for idx, w, is_behaviour in self.groups():
             pg = simes(p[:, idx])
             part = np.where(pg <= self.truncate_p, -2.0 * np.log(np.maximum(pg, 1e-300)), 0.0) * w
@@ -205,9 +214,11 @@ class RiskModel:
             else:
                 content += part
                 n_content += pg <= self.truncate_p
+                strongest = np.minimum(strongest, pg)
         if self.behaviour_cap is not None:
             behaviour = np.minimum(behaviour, self.behaviour_cap)
-        return content + np.where(n_content >= self.behaviour_min_content, behaviour, 0.0)
+        counts = (n_content >= self.behaviour_min_content) | (strongest <= self.behaviour_strong_p)
+        return content + np.where(counts, behaviour, 0.0)
 
     def content_groups_exceeded(self, exceed: np.ndarray) -> np.ndarray:
         """Per row, the number of *content* evidence groups with a member flagged in ``exceed``."""
@@ -337,6 +348,7 @@ class RiskModel:
         log = math.log
         content = behaviour = 0.0
         n_content = 0
+        strongest = 1.0
         for idx, w, is_behaviour in self._groups:  # Simes within a group, as own_risk_from_p
             if len(idx) == 1:
                 p = ps[idx[0]]
@@ -351,7 +363,9 @@ class RiskModel:
                 else:
                     content += -2.0 * log(max(p, 1e-300)) * w
                     n_content += 1
-        if n_content < self.behaviour_min_content:
+                    if p < strongest:
+                        strongest = p
+        if n_content < self.behaviour_min_content and strongest > self.behaviour_strong_p:
             return content
         cap = self.behaviour_cap
         return content + (behaviour if cap is None or behaviour < cap else cap)
@@ -436,8 +450,9 @@ class RiskModel:
         joint = np.zeros(len(own))
         joint_why: list[str | None] = [None] * len(own)
         exceed = p <= self.cluster_q
-        inherits = self.content_groups_exceeded(exceed) >= self.cluster_min_content
-        gate = inherits & (self.groups_exceeded(exceed) >= self.cluster_min_own)
+        n_content = self.content_groups_exceeded(exceed)
+        inherits = n_content >= self.cluster_min_content
+        gate = (n_content >= self.joint_min_content) & (self.groups_exceeded(exceed) >= self.cluster_min_own)
         for cid, idx in groups.members.items():
             median[idx] = np.where(inherits[idx], np.median(own[idx]), 0.0)
             stat, why = self._joint_evidence(cid, exceed[idx])
@@ -514,8 +529,8 @@ class RiskModel:
             "target_fpr": self.target_fpr, "min_cluster": self.min_cluster, "threshold": self.threshold_,
             "truncate_p": self.truncate_p, "cluster_q": self.cluster_q, "cluster_min_own": self.cluster_min_own,
             "cluster_null": self.cluster_null, "behaviour_cap": self.behaviour_cap,
-            "behaviour_min_content": self.behaviour_min_content,
-            "cluster_min_content": self.cluster_min_content,
+            "behaviour_min_content": self.behaviour_min_content, "behaviour_strong_p": self.behaviour_strong_p,
+            "cluster_min_content": self.cluster_min_content, "joint_min_content": self.joint_min_content,
             "scale": self.scale_, "n_benign": self.n_benign_,
             "evidence": [ev.__dict__ for ev in self.evidence],
             "reference": {k: _compress(v) for k, v in self.reference_.items()},
@@ -534,7 +549,9 @@ class RiskModel:
                     behaviour_cap=data.get("behaviour_cap"),
                     # calibrations written before these gates existed were fitted without them
                     behaviour_min_content=data.get("behaviour_min_content", 0),
-                    cluster_min_content=data.get("cluster_min_content", 0))
+                    behaviour_strong_p=data.get("behaviour_strong_p", 1.0),
+                    cluster_min_content=data.get("cluster_min_content", 0),
+                    joint_min_content=data.get("joint_min_content", 0))
         model.threshold_, model.scale_, model.n_benign_ = data["threshold"], data["scale"], data["n_benign"]
         model.reference_ = {k: _expand(v) for k, v in data["reference"].items()}
         model._lists = None
