@@ -195,7 +195,9 @@ def test_throttle_token_buckets():
 
 
 def test_cluster_bucket_and_cluster_risk():
-    s = OnlineScorer(_model(), _policy(default_cluster=Bucket(0.0, 5), default_account=Bucket(0.0, 100)))
+    model = _model()
+    model.cluster_min_content = 0  # the content gate on cluster risk is tested in test_scoring; here the lift itself
+    s = OnlineScorer(model, _policy(default_cluster=Bucket(0.0, 5), default_account=Bucket(0.0, 100)))
     s.load_batch(BatchView(T0, {a: BatchAccount("c1", 3, 0.1, False) for a in ("x", "y", "z")}))
     acts = []
     for i in range(9):

@@ -136,7 +136,8 @@ def test_tail_ps_reuse_and_truncation_equal_the_plain_risk():
         plain = m.tail_ps_one(row)
         assert ps == [p if p <= m.truncate_p else 1.0 for p in plain]
         assert m.own_risk_from_ps_one(ps) == m.own_risk_one(row)
-        assert m.risk_one(row, 3.0) == m.risk_from_own_one(m.own_risk_one(row), 3.0)
+        inherits = not row or m.inherits_cluster_one(m.tail_ps_one(row))  # the cluster gate (docs/detection.md)
+        assert m.risk_one(row, 3.0) == m.risk_from_own_one(m.own_risk_one(row), 3.0 if inherits else None)
         bounds = b
     assert bounds is not None and len(cols) == len(bounds) - 1
 

@@ -45,9 +45,13 @@ class BatchView:
         own = model.own_risk(features) if features.num_rows else np.zeros(0)
         view = cls._build(model, ids, own, clusters, as_of)
         if features.num_rows:  # the batch's own verdict (cluster gates and joint evidence included)
+            exceed = model.tail_p_values(model._values(features)) <= model.cluster_q
+            inherits = model.content_groups_exceeded(exceed) >= model.cluster_min_content
             flags = model.total_risk(features, clusters) >= model.threshold_
-            view.accounts = {a: BatchAccount(b.cluster_id, b.cluster_size, b.cluster_risk, bool(f))
-                             for (a, b), f in zip(view.accounts.items(), flags, strict=True)}
+            # an account the batch did not let inherit keeps no cluster risk (online, once it has its own
+            # evidence, the scorer applies the same gate to its live features)
+            view.accounts = {a: BatchAccount(b.cluster_id, b.cluster_size, b.cluster_risk if g else None, bool(f))
+                             for (a, b), f, g in zip(view.accounts.items(), flags, inherits, strict=True)}
         return view
 
     @classmethod

@@ -422,8 +422,7 @@ class OnlineScorer:
             if e is None or e[0] is not model:
                 ps0, _ = model.tail_ps_reuse_one({}, None)
                 e = self._empty = (model, ps0, model.own_risk_from_ps_one(ps0))
-            if crisk is not None and not model.inherits_cluster_one(e[1]):
-                crisk = None
+            # too young for its own evidence: judged on its cluster, as the batch gated it
             _, score, flagged = model.risk_from_own_one(e[2], crisk)
             return {}, e[1], e[2], score, flagged
         hb = t_us // 3_600_000_000
@@ -453,7 +452,7 @@ class OnlineScorer:
             m[1] = (model, bounds, ps, own)
         # the cluster's risk counts only for a member that asks for what its campaign asks for
         _, score, flagged = model.risk_from_own_one(
-            own, crisk if crisk is None or model.inherits_cluster_one(ps) else None)
+            own, crisk if crisk is None or not eligible or model.inherits_cluster_one(ps) else None)
         a = (feats, ps, own, score, flagged)
         m[0] = (n, hb, eligible, model, crisk, a)
         return a
@@ -548,7 +547,7 @@ class OnlineScorer:
                 cache[key] = r
             reasons.append(r)
         if (ba is not None and ba.cluster_risk is not None and ba.cluster_risk > own
-                and (ps is None or m.inherits_cluster_one(ps))):
+                and (not feats or m.inherits_cluster_one(ps if ps is not None else m.tail_ps_one(feats)))):
             ckey = ("cluster", id(ba), own, own == 0 and repr(own), m.threshold_)
             hit = cache.get(ckey)  # the same batch row (kept alive by the entry) and own risk: the same text
             if hit is None or hit[0] is not ba:

@@ -421,8 +421,8 @@ class RiskModel:
         numbers :meth:`score` gives for that row."""
         self._check_fitted()
         ps = self.tail_ps_one(features)
-        if cluster_risk is not None and not self.inherits_cluster_one(ps):
-            cluster_risk = None
+        if cluster_risk is not None and features and not self.inherits_cluster_one(ps):
+            cluster_risk = None  # no features read (too young online): judged on the batch's view
         return self.risk_from_own_one(self.own_risk_from_ps_one(ps), cluster_risk)
 
     def risk_from_own_one(self, own: float, cluster_risk: float | None = None) -> tuple[float, float, bool]:
