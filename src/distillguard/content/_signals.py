@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from distillguard.content._cot import cot_scores, lexicon_hits
 from distillguard.content._model import capability_model, cot_model, model_scores
 from distillguard.content._template import preamble_fp, template_fingerprints
-from distillguard.content._text import clip, interleave, take_rows, tokenize
+from distillguard.content._text import DEDUP_MAX_SHARE, DEDUP_MIN_ROWS, clip, interleave, take_rows, tokenize
 from distillguard.contract import CAPABILITIES, SIGNALS
 from distillguard.engines.base import Engine, portable_sql
 
@@ -43,12 +43,6 @@ def _column(batch: pa.RecordBatch, name: str, typ: pa.DataType) -> pa.Array:
         return pa.nulls(batch.num_rows, typ)
     col = batch.column(i)
     return col.cast(typ) if col.type != typ and not (typ == pa.string() and col.type == pa.large_string()) else col
-
-
-#: Deduplicate (system, prompt) pairs when a batch has at least this many rows ...
-DEDUP_MIN_ROWS = 256
-#: ... and at most this share of its rows are distinct pairs (otherwise the gather costs more than it saves).
-DEDUP_MAX_SHARE = 0.8
 
 
 def _distinct_pairs(system: pa.Array, prompt: pa.Array) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from distillguard.content._text import Tokens, hash_strings, mix64, tokenize
+from distillguard.content._text import DEDUP_MAX_SHARE, DEDUP_MIN_ROWS, Tokens, hash_strings, mix64, tokenize
 
 __all__ = ["BANDS", "HEAD_TOKENS", "ROWS", "TAIL_TOKENS", "preamble_fp", "skeleton", "template_fingerprints"]
 
@@ -86,9 +86,9 @@ def _fingerprints(keep: np.ndarray, k: np.ndarray) -> tuple[pa.Array, pa.Array]:
     rows' kept tokens (head and tail of the skeleton) are another row's (on seed-2026 ~80%); their
     fingerprints are computed once and gathered. Same output (the function is row-wise)."""
     n = len(k)
-    if n >= 256:
+    if n >= DEDUP_MIN_ROWS:
         u = _unique_rows(keep, k)
-        if u is not None and len(u[0]) <= 0.8 * n:
+        if u is not None and len(u[0]) <= DEDUP_MAX_SHARE * n:
             idx, inv = u
             fp, bands = _fingerprints_rows(keep[idx], k[idx])
             take = pa.array(inv.astype(np.int64))

@@ -59,6 +59,13 @@ def hash_strings(values: list[str]) -> np.ndarray:
     return out
 
 
+#: Row-wise content functions compute each distinct input once per batch and gather, when the batch has
+#: at least this many rows ...
+DEDUP_MIN_ROWS = 256
+#: ... and at most this share of them are distinct (otherwise the gather costs more than it saves).
+DEDUP_MAX_SHARE = 0.8
+
+
 def mix64(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
     """Combine two uint64 hash arrays into one (order-sensitive, splitmix-style finaliser)."""
     a = np.asarray(a, dtype=np.uint64)

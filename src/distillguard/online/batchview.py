@@ -42,16 +42,17 @@ class BatchView:
         median own risk of every cluster of at least ``model.min_cluster`` members, and the flag
         exactly as :meth:`RiskModel.score` sets it."""
         ids = features.column("account_id").to_pylist()
-        own = model.own_risk(features) if features.num_rows else np.zeros(0)
-        view = cls._build(model, ids, own, clusters, as_of)
-        if features.num_rows:  # the batch's own verdict (cluster gates and joint evidence included)
-            exceed = model.tail_p_values(model._values(features)) <= model.cluster_q
-            inherits = model.content_groups_exceeded(exceed) >= model.cluster_min_content
-            flags = model.total_risk(features, clusters) >= model.threshold_
-            # an account the batch did not let inherit keeps no cluster risk (online, once it has its own
-            # evidence, the scorer applies the same gate to its live features)
-            view.accounts = {a: BatchAccount(b.cluster_id, b.cluster_size, b.cluster_risk if g else None, bool(f))
-                             for (a, b), f, g in zip(view.accounts.items(), flags, inherits, strict=True)}
+        if not features.num_rows:
+            return cls._build(model, ids, np.zeros(0), clusters, as_of)
+        assessed = model._assess(features, clusters)  # one pass: own risk, the cluster gate, the total
+        view = cls._build(model, ids, assessed["own"], clusters, as_of)
+        # the flag is the batch's own verdict (cluster gates and joint evidence included); an account the
+        # batch did not let inherit keeps no cluster risk (online, once it has its own evidence, the
+        # scorer applies the same gate to its live features)
+        flags = assessed["total"] >= model.threshold_
+        view.accounts = {acct: BatchAccount(b.cluster_id, b.cluster_size, b.cluster_risk if g else None, bool(f))
+                         for (acct, b), f, g in zip(view.accounts.items(), flags, assessed["inherits"],
+                                                    strict=True)}
         return view
 
     @classmethod

@@ -226,16 +226,15 @@ class OnlineScorer:
         else:
             suspect = st.is_suspect(acct_id)
         if decision is None or decision.action in _SERVED:
-            ba = st.batch_account(acct_id)
-            take = st.take
+            cid = self._bucket_cluster(st.batch_account(acct_id))
             if suspect:
-                take("sa:" + acct_id, pol.suspect_account, t_us)
-                if ba is not None and ba.cluster_id is not None and ba.cluster_size >= self.model.min_cluster:
-                    take("sc:" + ba.cluster_id, pol.suspect_cluster, t_us)
+                st.take("sa:" + acct_id, pol.suspect_account, t_us)
+                if cid is not None:
+                    st.take("sc:" + cid, pol.suspect_cluster, t_us)
             else:
-                take("a:" + acct_id, pol.default_account, t_us)
-                if ba is not None and ba.cluster_id is not None and ba.cluster_size >= self.model.min_cluster:
-                    take("c:" + ba.cluster_id, pol.default_cluster, t_us)
+                st.take("a:" + acct_id, pol.default_account, t_us)
+                if cid is not None:
+                    st.take("c:" + cid, pol.default_cluster, t_us)
         contained = st.is_contained(acct_id)
         if not contained and n >= pol.min_requests and n % max(1, rule.recheck_every) == 0:
             ba = st.batch_account(acct_id)
@@ -264,9 +263,9 @@ class OnlineScorer:
             if hits:
                 st.watch(acct_id, hits)
 
-    def _cluster(self, account_id: str) -> str | None:
-        b = self.state.batch_account(account_id)
-        return b.cluster_id if b is not None and b.cluster_size >= self.model.min_cluster else None
+    def _bucket_cluster(self, ba: BatchAccount | None) -> str | None:
+        """The batch cluster whose token bucket the account draws from (clusters of ``min_cluster``+)."""
+        return ba.cluster_id if ba is not None and ba.cluster_size >= self.model.min_cluster else None
 
     # -- deciding ------------------------------------------------------------------------------
     def _allow_listed(self, account_id: str) -> bool:
@@ -366,9 +365,9 @@ class OnlineScorer:
             empty = None
             if st.bucket_level(pre_a + acct_id, acc_b, t_us) < 1.0:
                 empty = ("account", acc_b)
-            elif ba is not None and ba.cluster_id is not None and ba.cluster_size >= self.model.min_cluster:
-                cid = ba.cluster_id  # self._cluster(acct_id)
-                if st.bucket_level(pre_c + cid, clu_b, t_us) < 1.0:
+            else:
+                cid = self._bucket_cluster(ba)
+                if cid is not None and st.bucket_level(pre_c + cid, clu_b, t_us) < 1.0:
                     empty = (f"cluster {cid}", clu_b)
             if empty is None:
                 d.action = "allow"

@@ -220,14 +220,11 @@ class RiskModel:
         counts = (n_content >= self.behaviour_min_content) | (strongest <= self.behaviour_strong_p)
         return content + np.where(counts, behaviour, 0.0)
 
-    def content_groups_exceeded(self, exceed: np.ndarray) -> np.ndarray:
-        """Per row, the number of *content* evidence groups with a member flagged in ``exceed``."""
-        return sum((exceed[:, idx].any(axis=1).astype(int) for idx, _, b in self.groups() if not b),
-                   np.zeros(exceed.shape[0], dtype=int))
-
-    def groups_exceeded(self, exceed: np.ndarray) -> np.ndarray:
-        """Per row, the number of evidence groups with at least one member flagged in ``exceed``."""
-        return sum(exceed[:, idx].any(axis=1).astype(int) for idx, _, _ in self.groups())
+    def groups_exceeded(self, exceed: np.ndarray, content_only: bool = False) -> np.ndarray:
+        """Per row, the number of evidence groups (only content groups with ``content_only``) with at
+        least one member flagged in ``exceed``."""
+        return sum((exceed[:, idx].any(axis=1).astype(int) for idx, _, b in self.groups()
+                    if not (content_only and b)), np.zeros(exceed.shape[0], dtype=int))
 
     def own_risk(self, features: pa.Table) -> np.ndarray:
         """Own risk of every row of ``features`` (no cluster evidence)."""
@@ -450,7 +447,7 @@ class RiskModel:
         joint = np.zeros(len(own))
         joint_why: list[str | None] = [None] * len(own)
         exceed = p <= self.cluster_q
-        n_content = self.content_groups_exceeded(exceed)
+        n_content = self.groups_exceeded(exceed, content_only=True)
         inherits = n_content >= self.cluster_min_content
         gate = (n_content >= self.joint_min_content) & (self.groups_exceeded(exceed) >= self.cluster_min_own)
         for cid, idx in groups.members.items():
@@ -461,6 +458,7 @@ class RiskModel:
                     joint[i], joint_why[i] = stat, why
         total = np.maximum(own, np.maximum(median, joint))
         return {"parts": parts, "own": own, "median": median, "joint": joint, "joint_why": joint_why,
+                "inherits": inherits,
                 "total": total, "cluster_id": groups.ids, "cluster_size": groups.sizes}
 
     def _joint_evidence(self, cluster_id: str, exceed: np.ndarray) -> tuple[float, str]:
