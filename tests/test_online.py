@@ -313,6 +313,25 @@ def test_replacement_caught_stranger_not():
     assert {d.action for d in ds} == {"allow"}
 
 
+def test_shared_corporate_card_is_not_a_replacement_fingerprint():
+    """One colleague contained online must not block the rest of the company: the card is mostly used
+    by uncontained accounts, so it is the company's card, not the cluster's (a hydra card is not)."""
+    s = OnlineScorer(_model(), _policy(default_account=Bucket(0.0, 10_000), min_requests=1000))
+    for k in range(8):
+        s.learn_account(_acct(f"staff{k}", payment_fingerprint="card-CORP", signup_ip=f"192.0.2.{k + 1}"))
+    s.learn_account(_acct("colleague", T0 + timedelta(hours=1), payment_fingerprint="card-CORP",
+                          signup_ip="192.0.2.100"))
+    s.load_batch(BatchView(T0, {"staff0": BatchAccount(None, 1, None, True)}))
+    assert "staff0" in s.contained()
+    ds = _requests(s, "colleague", 10, 50_000, client_ip="100.90.1.1", sig={"template_fp": 31337})
+    assert {d.action for d in ds} == {"allow"}
+    # the same card once most of its users are contained is the cluster's: a new account is blocked
+    s.load_batch(BatchView(T0, {f"staff{k}": BatchAccount(None, 1, None, True) for k in range(6)}))
+    s.learn_account(_acct("new", T0 + timedelta(hours=2), payment_fingerprint="card-CORP", signup_ip="100.91.1.1"))
+    ds = _requests(s, "new", 3, 60_000, client_ip="100.92.1.1", sig={"template_fp": 4343})
+    assert ds[0].action == "block" and "payment" in ds[0].reasons[0]
+
+
 # -- snapshot / restore ------------------------------------------------------------------------------
 def test_snapshot_restore_identical(tmp_path):
     accounts, ex, sig = _stream(800, seed=5)

@@ -279,7 +279,8 @@ class OnlineScorer:
 
     def _replacement(self, matches: list[FingerprintMatch]) -> tuple[float, list[str]]:
         """Summed weight of the kinds of fingerprint this account shares with contained accounts (once
-        per kind; hubs and values mostly used by uncontained accounts do not count, except the card).
+        per kind; hubs and values mostly used by uncontained accounts do not count, the card included:
+        a corporate card shared by colleagues who are not contained is the company's, not the cluster's).
         The network kinds (sign-up /24, client /24) count once together, at the larger weight: they are
         one fact, a shared address range, which a residential proxy pool also gives the ordinary
         customers it carries."""
@@ -294,8 +295,7 @@ class OnlineScorer:
             # other uncontained users of the value (this account itself never counts, so the answer is
             # the same before and after its request adds it to the users)
             uncontained = n_users - n_cu - (1 if in_users and not in_cu else 0)
-            if kind != "payment" and (uncontained > rule.hub_max_accounts
-                                      or n_cu < rule.min_contained_share * (n_cu + uncontained)):
+            if uncontained > rule.hub_max_accounts or n_cu < rule.min_contained_share * (n_cu + uncontained):
                 continue
             if kind in _NETWORK_KINDS:
                 net = max(net, rule.weights.get(kind, 0.0))
