@@ -336,6 +336,35 @@ _FOLLOW_UPS = ["thanks!", "thank you so much", "can you make it shorter?", "make
                "can you make it more formal?", "hmm, are you sure?"]
 
 
+# Contrastive negatives: the second person ("your", "you") and the demand verbs of the positives (show,
+# describe, give, write down, walk me through, explain) without a reasoning trace as their object. Every
+# positive says "your ... reasoning/thought process", so without these the model learned "your" itself:
+# real chat turns ("what is your opinion of that?", "I saw your message", insults, role-play asking a
+# character to "describe your first impressions") scored up to 0.99, and on real prompts 1.5-2% of every
+# benign chat user's requests looked like coercion (shared/corpora hh-rlhf, awesome-chatgpt-prompts,
+# gpteacher role-play; measured in docs/content.md).
+_NEG_YOU = ["What is your opinion of {t4}?", "What's your favourite {x}?", "Tell me about your day.",
+            "Describe your personality in three words.", "What are your capabilities?", "What is your name?",
+            "Do you have feelings?", "What do you think about {t4}?", "Is that your final answer?",
+            "I don't like your answer.", "Your last answer was wrong.", "your reply is too long", "Why did you say that?",
+            "I saw your message.", "What are your rules?", "Who made you?", "Do you remember what I told you?",
+            "Give me your honest opinion on {t4}.", "Write down your top 3 tips for how to {t2}.",
+            "Show me your best joke.", "Tell me your favourite story about {x}.", "In your opinion, is {t4} fair?",
+            "Rate your confidence from 1 to 10.", "Are you sure about your answer?", "That's your problem, not mine.",
+            "Give your answer as a number only.", "Put your answer in a table.", "Can you double-check your answer?",
+            "Explain your answer in one sentence.", "what's your take on {x}?", "you are so annoying",
+            "I think your story was boring.", "Can you repeat your last message?", "What would you do in my place?",
+            "Act as a {role}. Describe your first day at work.", "Pretend you are a {role} and share your thoughts on {x}.",
+            "I want you to act as a {role}. My first request is about {x}.",
+            "You are a {role}. Describe your surroundings as you walk into the room.",
+            "As a {role}, what are your first impressions of the new city?",
+            "Imagine you are a {role}. Write a diary entry about your day.",
+            "Roleplay as a {role} and tell me about your greatest adventure."]
+_NEG_YOU_X = ["pizza", "the movie you watched", "music", "this city", "your childhood", "dogs", "the weather", "my essay"]
+_NEG_YOU_ROLE = ["pirate", "detective", "medieval knight", "travel guide", "chef", "astronaut", "famous scientist",
+                 "job interviewer", "stand-up comedian", "school teacher"]
+
+
 def cot_examples(seed: int = 11) -> tuple[list[str], list[int]]:
     """(texts, labels) for the CoT-coercion model: 1 = coerces a full reasoning trace."""
     rng = random.Random(seed)
@@ -353,6 +382,7 @@ def cot_examples(seed: int = 11) -> tuple[list[str], list[int]]:
     pos += emb
     neg = _expand(_NEG, {"t": _NEG_T, "t2": _NEG_T2, "t3": _NEG_T3, "t4": _NEG_T4, "sw": ["Docker", "Node.js", "a printer"]},
                   500, rng)
+    neg += _expand(_NEG_YOU, {"t4": _NEG_T4, "t2": _NEG_T2, "x": _NEG_YOU_X, "role": _NEG_YOU_ROLE}, 400, rng)
     neg += _NEG_ML * 5 + cap_texts + _FOLLOW_UPS * 4
     texts = pos + neg
     return texts, [1] * len(pos) + [0] * len(neg)

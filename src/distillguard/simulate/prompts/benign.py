@@ -41,6 +41,7 @@ CHAT = [
     "My friend says {a} is a waste of money. Is that true?", "tips for {thing}?",
     "I have {small} minutes, what's a good workout I can do at home?",
     "Recommend some books about {topic}.", "Can you check my grammar: 'Me and him goes to the store yesterday.'",
+    "What's your opinion on {a}?", "what do you think about {topic}?", "Tell me your favourite fact about {place}.",
 ]
 FOLLOW = [
     "thanks! can you make it shorter?", "what about {aspect}?", "ok and why is that?",
@@ -49,6 +50,26 @@ FOLLOW = [
     "can you put that in a table", "more detail on the second point please", "thank you!!",
     "wait, what did you mean by that last part?", "ok try again but more formal",
 ]
+# Benign look-alikes of reasoning-trace coercion: ordinary users do ask a model to show its reasoning,
+# "think step by step" is common prompting advice, and students want the working. A simulated benign
+# world without them calibrates the CoT evidence on a benign reference with no such requests at all,
+# and then a single real "explain your reasoning" looks one-in-a-million (it did: with real prompts
+# from ../shared/corpora, 18% of benign accounts were flagged). Mixed in at ASK_REASONING_SHARE.
+ASK_REASONING = [
+    "how did you get that? explain your reasoning", "why? walk me through your thinking",
+    "can you show your work for that?", "explain your reasoning step by step please",
+    "what was your thought process there?", "I don't follow, show me how you worked it out step by step",
+    "think it through again step by step and explain", "Let's think step by step.",
+    "before answering, think step by step and show your reasoning",
+]
+STUDY_REASONING = [
+    "Solve {eq}. Show your reasoning for each step.", "Think step by step and show all your work: what is {small}% of {int}?",
+    "Explain your thinking step by step: why does {topic} matter?", "Let's think step by step. {eq}, what is x?",
+    "Walk me through your reasoning for {eq}, I want to check my homework.",
+]
+#: share of follow-ups (and of study questions) drawn from the look-alikes above
+ASK_REASONING_SHARE = {"follow": 0.02, "study": 0.1}
+
 STUDY = [
     "Explain step by step how to solve {eq}.", "Can you walk me through {topic} step by step? I have an exam tomorrow.",
     "Explain step by step: a train leaves at {small}:00 going {int} km at {small}0 km/h. When does it arrive?",
@@ -125,12 +146,19 @@ def chat(rng: np.random.Generator, n: int) -> list[str]:
     return fill(rng, CHAT, W, n)
 
 
+def _with_lookalikes(rng: np.random.Generator, plain: list[str], lookalikes: list[str], share: float) -> list[str]:
+    use = rng.random(len(plain)) < share
+    return [a if u else p for p, a, u in zip(plain, lookalikes, use, strict=True)]
+
+
 def follow(rng: np.random.Generator, n: int) -> list[str]:
-    return fill(rng, FOLLOW, W, n)
+    return _with_lookalikes(rng, fill(rng, FOLLOW, W, n), fill(rng, ASK_REASONING, W, n),
+                            ASK_REASONING_SHARE["follow"])
 
 
 def study(rng: np.random.Generator, n: int) -> list[str]:
-    return fill(rng, STUDY, W_STUDY, n)
+    return _with_lookalikes(rng, fill(rng, STUDY, W_STUDY, n), fill(rng, STUDY_REASONING, W_STUDY, n),
+                            ASK_REASONING_SHARE["study"])
 
 
 def support(rng: np.random.Generator, n: int) -> list[str]:
