@@ -26,14 +26,15 @@ CORPUS_CLASS: dict[str, str | None] = {
 }
 
 
-def load_corpora(root: Path) -> dict[str, list[str]]:
-    """First user turn of every record, per corpus file stem."""
+def load_corpora(root: Path, turns: str = "first") -> dict[str, list[str]]:
+    """First user turn of every record (``turns="later"``: every later user turn), per corpus file stem."""
     out: dict[str, list[str]] = {}
     for stem in CORPUS_CLASS:
         p = root / f"{stem}.jsonl"
         if p.exists():
             with p.open(encoding="utf-8") as f:
-                out[stem] = [json.loads(line)["turns"][0] for line in f if line.strip()]
+                records = [json.loads(line)["turns"] for line in f if line.strip()]
+            out[stem] = [t[0] for t in records] if turns == "first" else [x for t in records for x in t[1:]]
     return out
 
 
@@ -65,6 +66,13 @@ def measure(root: Path, cot_threshold: float = 0.5) -> dict:
             right, total = right + ok, total + len(cap)
             res["confusion"][want].update(cap)
         res["corpora"][stem] = row
+    # later turns (follow-ups in multi-turn corpora): what chat users send most, and where a CoT
+    # false positive costs most
+    for stem, prompts in load_corpora(root, turns="later").items():
+        if prompts:
+            cot = np.asarray(compute_signals(_batch(prompts)).column("cot_score"))
+            res["corpora"][stem]["later_n"] = len(prompts)
+            res["corpora"][stem]["later_cot_fpr"] = float((cot >= cot_threshold).mean())
     res["accuracy_micro"] = right / total if total else None
     accs = [r["accuracy"] for r in res["corpora"].values() if "accuracy" in r]
     res["accuracy_macro_corpus"] = float(np.mean(accs)) if accs else None
