@@ -144,6 +144,7 @@ class OnlineScorer:
         self._plain: tuple[type, bool] = (type(None), False)  # (model class, _plain_risk of it)
         self._own_memo: tuple[Any, Any, dict[tuple[float, ...], float]] = (None, None, {})
         self._reason_memo: tuple[Any, dict[tuple[Any, ...], Any]] = (None, {})  # model, formatted reason texts
+        self._inh_memo: tuple[Any, Any, bool] = (None, None, False)  # (features dict, model, cluster gate)
         self.policy = policy or Policy.default()
         self.watchlist = watchlist
         cols = list(dict.fromkeys(ev.column for ev in model.evidence))
@@ -449,12 +450,28 @@ class OnlineScorer:
             same = prev is not None and prev[1][-1] is bounds[-1] and ps == prev[2]  # same calibration, same ps
             own = prev[3] if same else self._own_of(model, ps, bounds[-1])
             m[1] = (model, bounds, ps, own)
-        # the cluster's risk counts only for a member that asks for what its campaign asks for
-        _, score, flagged = model.risk_from_own_one(
-            own, crisk if crisk is None or not eligible or model.inherits_cluster_one(ps) else None)
+        # the cluster's risk counts only for a member that asks for what its campaign asks for; the gate
+        # reads the untruncated ps (cluster_q is above truncate_p) and matters only when the cluster's
+        # risk is above the account's own (the risk is the larger of the two)
+        if crisk is not None and eligible and not crisk <= own and not self._inherits(feats, model):
+            crisk = None
+        _, score, flagged = model.risk_from_own_one(own, crisk)
         a = (feats, ps, own, score, flagged)
         m[0] = (n, hb, eligible, model, crisk, a)
         return a
+
+    def _inherits(self, feats: dict[str, Any], model: RiskModel) -> bool:
+        """``model.inherits_cluster_one`` of the account's evidence (no features: judged on its cluster),
+        on the untruncated ps; the last answer is kept with its features dict (the decision's reasons
+        ask again about the same one)."""
+        if not feats:
+            return True
+        memo = self._inh_memo
+        if memo[0] is feats and memo[1] is model:
+            return memo[2]
+        hit = model.inherits_cluster_one(model.tail_ps_one(feats))
+        self._inh_memo = (feats, model, hit)
+        return hit
 
     def _own_of(self, model: RiskModel, ps: list[float], token: Any) -> float:
         """``model.own_risk_from_ps_one(ps)``, memoized on the truncated ps (a pure function of them and
@@ -545,8 +562,7 @@ class OnlineScorer:
                     cache.clear()
                 cache[key] = r
             reasons.append(r)
-        if (ba is not None and ba.cluster_risk is not None and ba.cluster_risk > own
-                and (not feats or m.inherits_cluster_one(ps if ps is not None else m.tail_ps_one(feats)))):
+        if ba is not None and ba.cluster_risk is not None and ba.cluster_risk > own and self._inherits(feats, m):
             ckey = ("cluster", id(ba), own, own == 0 and repr(own), m.threshold_)
             hit = cache.get(ckey)  # the same batch row (kept alive by the entry) and own risk: the same text
             if hit is None or hit[0] is not ba:
