@@ -4,6 +4,7 @@ uvicorn server on loopback (pure helpers are tested directly)."""
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import subprocess
@@ -30,6 +31,7 @@ from distillguard.serve import (
     free_port,
     hash_key,
 )
+from distillguard.serve import core as serve_core
 from distillguard.serve.core import short_reasons
 
 MODEL = default_model()
@@ -256,9 +258,10 @@ def test_inline_scoring_mode_decides_learns_and_fails_open() -> None:
         assert r.status_code == 200 and r.headers["x-distillguard-failure"] == "open"
 
 
-def test_inline_when_idle_decides_on_the_loop_and_queues_behind_a_busy_thread() -> None:
+def test_inline_when_idle_decides_on_the_loop_and_queues_behind_a_busy_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     """Default mode: a decision that finds the scorer thread idle runs on the event loop (the thread is
     not used), one that finds it busy waits behind its job under the budget; learning keeps decision order."""
+    monkeypatch.setattr(serve_core, "_CONTENDED_LAG_S", math.inf)  # however loaded the test machine is
     s = CountingScorer(MODEL, TIGHT)
     threads: list[str] = []
     score_one, load_batch = s.score_one, s.load_batch
@@ -291,6 +294,25 @@ def test_inline_when_idle_decides_on_the_loop_and_queues_behind_a_busy_thread() 
         while len(s.learned) < 4 and time.monotonic() - t0 < 5:
             time.sleep(0.01)
         assert s.learned == ["h0", "h1", "h2", "q2"]  # the timed-out one is neither scored late nor learned
+
+
+def test_inline_when_idle_steps_aside_while_the_loop_lags(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lagging event loop (a process short of CPU) sends decisions to the scorer thread, so loop and
+    scorer each get their share of the cores; the decisions are the same."""
+    monkeypatch.setattr(serve_core, "_CONTENDED_LAG_S", -1.0)  # every tick counts as lagging
+    s = CountingScorer(MODEL, TIGHT)
+    threads: list[str] = []
+    score_one = s.score_one
+
+    def spy_score(ex: dict) -> Any:
+        threads.append(threading.current_thread().name)
+        return score_one(ex)
+
+    s.score_one = spy_score  # type: ignore[method-assign]
+    with serve(s) as c:
+        time.sleep(0.05)  # a few lag ticks
+        acts = [nginx_get(c, "sk-l", f"l{i}").headers["x-distillguard-action"] for i in range(3)]
+    assert acts == ["allow", "allow", "throttle"] and set(threads) == {"distillguard-scorer"}
 
 
 def test_fail_closed_on_error_is_503_in_generic_and_403_in_nginx_mode() -> None:

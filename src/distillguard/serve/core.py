@@ -51,6 +51,11 @@ _MODEL_IN_PATH = (re.compile(r"/models?/([A-Za-z0-9._\-]+?)(?::[A-Za-z]+)?(?:/|$
                   re.compile(r"/deployments/([A-Za-z0-9._\-]+)"))
 _LEARNED_CAP = 200_000
 _HIST_MS = (0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0)
+#: inline_when_idle steps aside when the event loop lags more than this (the process is short of CPU,
+#: e.g. on a host shared with other jobs): for the next _CONTENDED_HOLD_S decisions go to the scorer
+#: thread, so loop and scorer are two threads, each with its own share of the cores, as without it.
+_CONTENDED_LAG_S = 0.003
+_CONTENDED_HOLD_S = 1.0
 
 
 @dataclass
@@ -376,6 +381,7 @@ class DecisionCore:
         self._fail_audit: deque[tuple[Decision, Any]] = deque()  # appended on the loop, drained by the worker
         self._worker: _Worker | _Inline | None = None
         self.loop_lag_s = 0.0
+        self._contended_until = 0.0  # time.monotonic() until which decisions go to the thread (inline_when_idle)
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = time.time()
 
@@ -436,7 +442,10 @@ class DecisionCore:
         while True:
             t = loop.time()
             await asyncio.sleep(tick)
-            self.loop_lag_s = max(0.0, loop.time() - t - tick)
+            now = loop.time()
+            self.loop_lag_s = max(0.0, now - t - tick)
+            if self.loop_lag_s > _CONTENDED_LAG_S:  # CPU-starved: decide on the thread for a while
+                self._contended_until = time.monotonic() + _CONTENDED_HOLD_S
 
     async def _every(self, seconds: float, fn: Callable[[], Any]) -> None:
         while True:
@@ -471,7 +480,7 @@ class DecisionCore:
             if isinstance(w, _Inline):  # no future, no timer: this is the fast mode
                 d, after = self._decide_job(exchange, learn)
                 asyncio.get_running_loop().call_soon(w.after, after)
-            elif w.try_inline():  # the scorer thread is idle: decide here, as fast, its learning after
+            elif self._contended_until < time.monotonic() and w.try_inline():  # thread idle, loop keeping up: decide here
                 after = None
                 try:
                     d, after = self._decide_job(exchange, learn)
