@@ -4,6 +4,7 @@ uvicorn server on loopback (pure helpers are tested directly)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import os
 import signal
@@ -281,6 +282,7 @@ def test_inline_when_idle_decides_on_the_loop_and_queues_behind_a_busy_thread(mo
         acts = [nginx_get(c, "sk-h", f"h{i}").headers["x-distillguard-action"] for i in range(3)]
         assert acts == ["allow", "allow", "throttle"]  # each learned before the next decision
         assert threads and "distillguard-scorer" not in threads
+        assert gc.get_freeze_count() > 0  # the restored state is out of the collector's way while serving
         t = threading.Thread(target=lambda: c.post("/v1/batch", json={"detections": [
             {"account_id": "z", "score": 0.1, "flagged": False}]}))
         t.start()
