@@ -10,6 +10,7 @@ paths existed (``features_one`` then ``RiskModel.risk_one``; reasons from ``evid
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from typing import Any
@@ -151,7 +152,8 @@ def test_tail_ps_reuse_and_truncation_equal_the_plain_risk():
     assert _plain_risk(m)
     rng = random.Random(3)
     cols = [ev.column for ev in m.evidence]
-    bounds = None
+    bounds = gbounds = None
+    gate = dataclasses.replace(m, truncate_p=m.cluster_q)  # what OnlineScorer._inherits reads
     for _ in range(3000):
         row: dict[str, Any] = {}
         for ev in m.evidence:
@@ -166,6 +168,9 @@ def test_tail_ps_reuse_and_truncation_equal_the_plain_risk():
                 row[ev.column] = rng.uniform(-1.0, 2.0) * (1000 if "count" in ev.column else 1)
         ps, b = m.tail_ps_reuse_one(row, bounds if rng.random() < 0.8 else None)
         plain = m.tail_ps_one(row)
+        gps, gbounds = gate.tail_ps_reuse_one(row, gbounds if rng.random() < 0.8 else None)  # the scorer's gate
+        assert gps == [p if p <= m.cluster_q else 1.0 for p in plain]
+        assert m.inherits_cluster_one(gps) == m.inherits_cluster_one(plain)
         assert ps == [p if p <= m.truncate_p else 1.0 for p in plain]
         assert m.own_risk_from_ps_one(ps) == m.own_risk_one(row)
         inherits = not row or m.inherits_cluster_one(m.tail_ps_one(row))  # the cluster gate (docs/detection.md)
