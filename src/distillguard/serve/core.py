@@ -229,8 +229,9 @@ class _Worker:
             self._afters.append(after)
             asyncio.get_running_loop().call_soon(self._run_afters)
 
-    def _run_afters(self) -> None:
-        self._retry = False
+    def _run_afters(self, retry: bool = False) -> None:
+        if retry:
+            self._retry = False
         if not self._afters:
             return
         if self.lock.acquire(blocking=False):
@@ -239,8 +240,8 @@ class _Worker:
             finally:
                 self.lock.release()
         elif not self._retry:  # the thread has the scorer and runs them before its next job; in case
-            self._retry = True  # that job was its last, look again shortly
-            asyncio.get_running_loop().call_later(0.005, self._run_afters)
+            self._retry = True  # that job was its last, look again shortly (one retry pending at a time)
+            asyncio.get_running_loop().call_later(0.005, self._run_afters, True)
 
     def _drain(self) -> None:
         """Run the afters of inline decisions (the caller holds the lock)."""
