@@ -167,10 +167,10 @@ def no_http(snap: Path, keys: list[str], args: argparse.Namespace, n: int = 20_0
     heads = [{"host": "x", "authorization": f"Bearer {keys[k]}", "x-real-ip": f"192.0.{k % 200}.{rng.randint(1, 250)}",
               "user-agent": "openai-python/1.40", "x-original-uri": "/v1/chat/completions", "x-request-id": f"b{i}"}
              for i, k in enumerate(picks)]
-    for thread in (False, True):
+    for thread, idle in ((False, False), (True, False), (True, True)):
         s = OnlineScorer(default_model(), Policy.default())
         s.restore(snap)
-        app = create_app(s, ServeConfig(scorer_thread=thread, decision_budget_ms=60_000.0), km)
+        app = create_app(s, ServeConfig(scorer_thread=thread, inline_when_idle=idle, decision_budget_ms=60_000.0), km)
         answer, core = app.state.edge_answer, app.state.core
 
         async def run(answer: Any, core: Any) -> float:
@@ -184,7 +184,8 @@ def no_http(snap: Path, keys: list[str], args: argparse.Namespace, n: int = 20_0
             return cpu
 
         cpu = asyncio.run(run(answer, core))
-        print(f"  no HTTP, scorer {'on its thread' if thread else 'inline'}: {cpu / n * 1e6:.1f} us CPU per request "
+        where = "on the loop while its thread is idle" if idle else "on its thread" if thread else "inline"
+        print(f"  no HTTP, scorer {where}: {cpu / n * 1e6:.1f} us CPU per request "
               f"({n:,} requests, load average {os.getloadavg()[0]:.1f})")
 
 
@@ -200,6 +201,8 @@ def main() -> None:
     ap.add_argument("--budget-ms", type=float, default=50.0, help="decision_budget_ms of the server (a large "
                     "value turns off shedding, to measure what it can score)")
     ap.add_argument("--inline", action="store_true", help="score on the event loop (scorer_thread: false)")
+    ap.add_argument("--thread-only", action="store_true", help="every decision on the scorer thread "
+                    "(inline_when_idle: false; the default decides on the event loop while the thread is idle)")
     ap.add_argument("--edge-port", action="store_true", help="drive the lean edge server (edge_port) instead of "
                     "uvicorn's route: the same answers, less CPU per request")
     ap.add_argument("--no-http", action="store_true", help="no server and no network: call the edge answer "
@@ -236,6 +239,7 @@ def main() -> None:
                            stdout=subprocess.DEVNULL, stderr=(work / "server.log").open("wb"),
                            env={**os.environ, "DISTILLGUARD_SERVE_SNAPSHOT_EVERY_S": "0",
                                 "DISTILLGUARD_SERVE_SCORER_THREAD": "0" if args.inline else "1",
+                                "DISTILLGUARD_SERVE_INLINE_WHEN_IDLE": "0" if args.thread_only else "1",
                                 "DISTILLGUARD_SERVE_DECISION_BUDGET_MS": str(args.budget_ms)})
     try:
         import httpx
@@ -279,7 +283,8 @@ def main() -> None:
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end; server = uvicorn "
-          f"({http}, {loop}), 1 worker, own process, scorer on {'the event loop' if args.inline else 'a thread'}, "
+          f"({http}, {loop}), 1 worker, own process, scorer on {'the event loop' if args.inline else 'a thread'}"
+          f"{'' if args.inline else ', every decision on it' if args.thread_only else ', decisions on the loop while it is idle'}, "
           f"{'lean edge server (edge_port)' if edge_port else 'uvicorn route'}; "
           "load generator = this process")
     for k, v in res.items():

@@ -10,6 +10,7 @@ paths existed (``features_one`` then ``RiskModel.risk_one``; reasons from ``evid
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from typing import Any
@@ -46,11 +47,15 @@ class _Reference(OnlineScorer):
         return super()._evidence_reasons(a, ba, action)
 
 
-def _stream(seed: int = 5, n_accounts: int = 60, n: int = 6000) -> tuple[list[dict], list[tuple[dict, dict]]]:
-    """Accounts of several habits (chat, heavy thinkers, graders, CoT elicitors, metronomes), requests
-    spread over ~30 hours so windows roll and hour buckets change."""
+_KINDS = ["chat", "chat", "chat", "chat", "thinker", "grader", "cot", "metronome", "agentic"]
+
+
+def _stream(seed: int = 5, n_accounts: int = 60, n: int = 6000, kinds: list[str] = _KINDS,
+            ) -> tuple[list[dict], list[tuple[dict, dict]]]:
+    """Accounts of several habits (chat, heavy thinkers, graders, CoT elicitors, metronomes; ``mixed``:
+    a broad capability mix with some grading, near the benign p95 of both), requests spread over ~30
+    hours so windows roll and hour buckets change."""
     rng = random.Random(seed)
-    kinds = ["chat", "chat", "chat", "chat", "thinker", "grader", "cot", "metronome", "agentic"]
     accts = [(f"a{i:03d}", kinds[i % len(kinds)]) for i in range(n_accounts)]
     rows = [{"account_id": a, "created_at": T0 - rng.randint(1, 2000) * HOUR // 10, "tier": "free",
              "verified": False, "payment_fingerprint": f"card-{i % 50}", "signup_ip": f"10.{i}.0.1"}
@@ -67,8 +72,12 @@ def _stream(seed: int = 5, n_accounts: int = 60, n: int = 6000) -> tuple[list[di
               "thinking": kind == "thinker" or rng.random() < 0.1, "n_tools": 3 if kind == "agentic" else 0,
               "turn_index": 0 if kind in ("grader", "cot", "metronome") else rng.randint(0, 3),
               "conversation_id": f"c{j // 3}", "input_tokens": 100, "output_tokens": 300}
-        cap = {"grader": "grader", "agentic": "agentic", "cot": rng.choice(["math_reasoning", "coding"])}.get(
-            kind, rng.choice(CAPABILITIES) if rng.random() < 0.03 else rng.choice(["chat", "chat", "coding", "other"]))
+        if kind == "mixed":  # account-specific mix: its grader share and capability breadth straddle the p95
+            mix = random.Random(a).random()
+            cap = "grader" if rng.random() < 0.02 + 0.06 * mix else rng.choice(CAPABILITIES[:3 + int(3 * mix)])
+        else:
+            cap = {"grader": "grader", "agentic": "agentic", "cot": rng.choice(["math_reasoning", "coding"])}.get(
+                kind, rng.choice(CAPABILITIES) if rng.random() < 0.03 else rng.choice(["chat", "chat", "coding", "other"]))
         sig = {"capability": cap, "cot_score": 0.9 if kind == "cot" else rng.random() * 0.4,
                "template_fp": rng.randint(0, 30) if kind in ("grader", "cot") else rng.randint(0, 10**6),
                "preamble_fp": rng.randint(0, 5) if kind == "grader" else None}
@@ -77,11 +86,12 @@ def _stream(seed: int = 5, n_accounts: int = 60, n: int = 6000) -> tuple[list[di
     return rows, out
 
 
-def _decide(s: OnlineScorer, rows: list[dict], stream: list[tuple[dict, dict]], many: int = 0) -> list[tuple]:
+def _decide(s: OnlineScorer, rows: list[dict], stream: list[tuple[dict, dict]], many: int = 0,
+            cluster_score: float = 0.05) -> list[tuple]:
     for r in rows:
         s.learn_account(r)
-    det = [{"account_id": r["account_id"], "score": 0.95 if i % 9 == 0 else 0.05, "flagged": i % 18 == 0,
-            "cluster_id": f"c{i % 4}" if i % 3 == 0 else None} for i, r in enumerate(rows)]
+    det = [{"account_id": r["account_id"], "score": 0.95 if i % 9 == 0 else cluster_score if i % 3 == 0 else 0.05,
+            "flagged": i % 18 == 0, "cluster_id": f"c{i % 4}" if i % 3 == 0 else None} for i, r in enumerate(rows)]
     s.load_batch(load_batch(s.model, pa.Table.from_pylist(det)))
     out = []
     step = max(1, many)
@@ -112,6 +122,29 @@ def test_fast_paths_decide_exactly_as_from_scratch(risk_every, many):
     assert sum(1 for d in fast[:-1] if d[3]) > 100  # and many decisions with evidence reasons
 
 
+def test_cluster_gate_reads_the_untruncated_ps():
+    """Members of a risky cluster whose content sits between ``truncate_p`` and ``cluster_q`` (it counts
+    for nothing in their own risk, but it does open the cluster gate) decide as from scratch."""
+    rows, stream = _stream(seed=11, n_accounts=48, n=5000, kinds=["mixed", "mixed", "chat"])
+    model = default_model()
+    seen: list[bool] = []
+
+    class Probe(_Reference):  # counts decisions where the gate differs between truncated and plain ps
+        def _assessment(self, acct_id: str, n: int, t_us: int, crisk: float | None) -> Any:
+            a = super()._assessment(acct_id, n, t_us, crisk)
+            if a[0] and crisk is not None:
+                plain = self.model.tail_ps_one(a[0])
+                trunc = [p if p <= self.model.truncate_p else 1.0 for p in plain]
+                seen.append(self.model.inherits_cluster_one(plain) != self.model.inherits_cluster_one(trunc))
+            return a
+
+    fast = _decide(OnlineScorer(model, Policy.default()), rows, stream, cluster_score=0.9)
+    ref = _decide(Probe(model, Policy.default()), rows, stream, cluster_score=0.9)
+    assert sum(seen) > 20  # the stream reaches the case
+    diff = [(f, r) for f, r in zip(fast, ref, strict=True) if f != r]
+    assert not diff, diff[:3]
+
+
 def test_tail_ps_reuse_and_truncation_equal_the_plain_risk():
     """Truncated ps (p above truncate_p as 1.0) give the same own risk, and a reused interval gives the
     same p as a fresh search, for random rows and random earlier intervals."""
@@ -119,7 +152,8 @@ def test_tail_ps_reuse_and_truncation_equal_the_plain_risk():
     assert _plain_risk(m)
     rng = random.Random(3)
     cols = [ev.column for ev in m.evidence]
-    bounds = None
+    bounds = gbounds = None
+    gate = dataclasses.replace(m, truncate_p=m.cluster_q)  # what OnlineScorer._inherits reads
     for _ in range(3000):
         row: dict[str, Any] = {}
         for ev in m.evidence:
@@ -134,6 +168,9 @@ def test_tail_ps_reuse_and_truncation_equal_the_plain_risk():
                 row[ev.column] = rng.uniform(-1.0, 2.0) * (1000 if "count" in ev.column else 1)
         ps, b = m.tail_ps_reuse_one(row, bounds if rng.random() < 0.8 else None)
         plain = m.tail_ps_one(row)
+        gps, gbounds = gate.tail_ps_reuse_one(row, gbounds if rng.random() < 0.8 else None)  # the scorer's gate
+        assert gps == [p if p <= m.cluster_q else 1.0 for p in plain]
+        assert m.inherits_cluster_one(gps) == m.inherits_cluster_one(plain)
         assert ps == [p if p <= m.truncate_p else 1.0 for p in plain]
         assert m.own_risk_from_ps_one(ps) == m.own_risk_one(row)
         inherits = not row or m.inherits_cluster_one(m.tail_ps_one(row))  # the cluster gate (docs/detection.md)

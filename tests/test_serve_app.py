@@ -4,10 +4,13 @@ uvicorn server on loopback (pure helpers are tested directly)."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import math
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +32,7 @@ from distillguard.serve import (
     free_port,
     hash_key,
 )
+from distillguard.serve import core as serve_core
 from distillguard.serve.core import short_reasons
 
 MODEL = default_model()
@@ -224,7 +228,7 @@ def test_off_never_learns_at_the_edge() -> None:
 # -- fail modes ----------------------------------------------------------------------------------
 def test_fail_open_on_error_and_timeout_then_recovers() -> None:
     s = CountingScorer(MODEL, Policy.default(), slow_s=0.3)
-    with serve(s, fail_mode="open", decision_budget_ms=50) as c:
+    with serve(s, fail_mode="open", decision_budget_ms=50, inline_when_idle=False) as c:  # every call on the thread
         r = c.get("/v1/auth/nginx", headers={"X-Distillguard-Account": "acct_boom"})
         assert r.status_code == 200 and r.headers["x-distillguard-failure"] == "open"
         assert r.headers["x-distillguard-reasons"] == "SCORER_ERROR"
@@ -255,6 +259,64 @@ def test_inline_scoring_mode_decides_learns_and_fails_open() -> None:
         assert r.status_code == 200 and r.headers["x-distillguard-failure"] == "open"
 
 
+def test_inline_when_idle_decides_on_the_loop_and_queues_behind_a_busy_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Default mode: a decision that finds the scorer thread idle runs on the event loop (the thread is
+    not used), one that finds it busy waits behind its job under the budget; learning keeps decision order."""
+    monkeypatch.setattr(serve_core, "_CONTENDED_LAG_S", math.inf)  # however loaded the test machine is
+    s = CountingScorer(MODEL, TIGHT)
+    threads: list[str] = []
+    score_one, load_batch = s.score_one, s.load_batch
+    started = threading.Event()
+
+    def spy_score(ex: dict) -> Any:
+        threads.append(threading.current_thread().name)
+        return score_one(ex)
+
+    def slow_load(view: Any) -> None:  # a long scorer job on the thread (a snapshot, a big batch view)
+        started.set()
+        time.sleep(0.4)
+        load_batch(view)
+
+    s.score_one, s.load_batch = spy_score, slow_load  # type: ignore[method-assign]
+    with serve(s, fail_mode="open", decision_budget_ms=100) as c:
+        acts = [nginx_get(c, "sk-h", f"h{i}").headers["x-distillguard-action"] for i in range(3)]
+        assert acts == ["allow", "allow", "throttle"]  # each learned before the next decision
+        assert threads and "distillguard-scorer" not in threads
+        assert gc.get_freeze_count() > 0  # the restored state is out of the collector's way while serving
+        t = threading.Thread(target=lambda: c.post("/v1/batch", json={"detections": [
+            {"account_id": "z", "score": 0.1, "flagged": False}]}))
+        t.start()
+        assert started.wait(5)
+        r = nginx_get(c, "sk-h2", "q1")
+        assert r.headers["x-distillguard-reasons"] == "SCORER_TIMEOUT"  # queued behind the job: budget ran out
+        t.join()
+        r = nginx_get(c, "sk-h2", "q2")
+        assert "x-distillguard-failure" not in r.headers
+        t0 = time.monotonic()
+        while len(s.learned) < 4 and time.monotonic() - t0 < 5:
+            time.sleep(0.01)
+        assert s.learned == ["h0", "h1", "h2", "q2"]  # the timed-out one is neither scored late nor learned
+
+
+def test_inline_when_idle_steps_aside_while_the_loop_lags(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lagging event loop (a process short of CPU) sends decisions to the scorer thread, so loop and
+    scorer each get their share of the cores; the decisions are the same."""
+    monkeypatch.setattr(serve_core, "_CONTENDED_LAG_S", -1.0)  # every tick counts as lagging
+    s = CountingScorer(MODEL, TIGHT)
+    threads: list[str] = []
+    score_one = s.score_one
+
+    def spy_score(ex: dict) -> Any:
+        threads.append(threading.current_thread().name)
+        return score_one(ex)
+
+    s.score_one = spy_score  # type: ignore[method-assign]
+    with serve(s) as c:
+        time.sleep(0.05)  # a few lag ticks
+        acts = [nginx_get(c, "sk-l", f"l{i}").headers["x-distillguard-action"] for i in range(3)]
+    assert acts == ["allow", "allow", "throttle"] and set(threads) == {"distillguard-scorer"}
+
+
 def test_fail_closed_on_error_is_503_in_generic_and_403_in_nginx_mode() -> None:
     with serve(fail_mode="closed") as c:
         r = c.post("/v1/decide", json={"account_id": "acct_boom", "model": "m"})
@@ -266,7 +328,8 @@ def test_fail_closed_on_error_is_503_in_generic_and_403_in_nginx_mode() -> None:
 
 def test_overload_beyond_in_flight_limit_applies_fail_mode() -> None:
     s = CountingScorer(MODEL, Policy.default(), slow_s=0.2)
-    with ServerThread(create_app(s, ServeConfig(max_in_flight=1, decision_budget_ms=1000, fail_mode="closed"))) as srv:
+    with ServerThread(create_app(s, ServeConfig(max_in_flight=1, decision_budget_ms=1000, fail_mode="closed",
+                                                inline_when_idle=False))) as srv:
         async def burst() -> list[httpx.Response]:
             async with httpx.AsyncClient(base_url=srv.url) as ac:
                 return await asyncio.gather(*(ac.get("/v1/authz/envoy/v1/x", headers={"X-Distillguard-Account":

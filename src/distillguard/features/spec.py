@@ -354,6 +354,22 @@ class Entropy(Op):
     def finalize(self, state: dict) -> float | None:
         # the present categories in category order (the SQL's order); an absent or zero count adds
         # nothing (acc stays >= 0.0), so summing only the present ones gives the same float
+        if state.keys() <= self._catset:
+            # what update and merge build: positive int counts of categories only; then every term is
+            # the table's c * log(c), added in the same order as below (the same float), in a loop that
+            # checks nothing per count; anything else (zero, float or huge counts) takes the full loop
+            cs = [state[k] for k in sorted(state)] if self._natural else [c for c in map(state.get, self.categories) if c]
+            if cs and min(cs) > 0 and max(cs) < _NCLOGC:
+                table = _CLOGC
+                acc = 0.0
+                try:
+                    for c in cs:
+                        acc += table[c]  # an int index, or TypeError (a float count): the full loop
+                except TypeError:
+                    pass
+                else:
+                    n = sum(cs)  # ints: exact in any order
+                    return (math.log(n) - acc / n) / _LN2
         n = 0
         acc = 0.0
         log = math.log

@@ -15,6 +15,7 @@ import os
 import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from dataclasses import replace as _replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,8 @@ class OnlineScorer:
         self._plain: tuple[type, bool] = (type(None), False)  # (model class, _plain_risk of it)
         self._own_memo: tuple[Any, Any, dict[tuple[float, ...], float]] = (None, None, {})
         self._reason_memo: tuple[Any, dict[tuple[Any, ...], Any]] = (None, {})  # model, formatted reason texts
+        self._inh_memo: tuple[Any, Any, bool] = (None, None, False)  # (features dict, model, cluster gate)
+        self._gate: tuple[Any, Any, float, Any] = (None, None, math.nan, None)  # model, its reference, q, gate copy
         self.policy = policy or Policy.default()
         self.watchlist = watchlist
         cols = list(dict.fromkeys(ev.column for ev in model.evidence))
@@ -449,12 +452,41 @@ class OnlineScorer:
             same = prev is not None and prev[1][-1] is bounds[-1] and ps == prev[2]  # same calibration, same ps
             own = prev[3] if same else self._own_of(model, ps, bounds[-1])
             m[1] = (model, bounds, ps, own)
-        # the cluster's risk counts only for a member that asks for what its campaign asks for
-        _, score, flagged = model.risk_from_own_one(
-            own, crisk if crisk is None or not eligible or model.inherits_cluster_one(ps) else None)
+        # the cluster's risk counts only for a member that asks for what its campaign asks for; the gate
+        # reads the untruncated ps (cluster_q is above truncate_p) and matters only when the cluster's
+        # risk is above the account's own (the risk is the larger of the two)
+        if crisk is not None and eligible and not crisk <= own and not self._inherits(feats, model, m):
+            crisk = None
+        _, score, flagged = model.risk_from_own_one(own, crisk)
         a = (feats, ps, own, score, flagged)
         m[0] = (n, hb, eligible, model, crisk, a)
         return a
+
+    def _inherits(self, feats: dict[str, Any], model: RiskModel, m: list[Any] | None = None) -> bool:
+        """``model.inherits_cluster_one`` of the account's evidence (no features: judged on its cluster).
+        The gate asks whether a p is at most ``cluster_q``, so it reads the ps truncated at ``cluster_q``
+        (not at ``truncate_p``): those of a copy of the model that truncates there, which keep every p
+        the gate can see and reuse the account's intervals in ``m`` like the own-risk ps. The last answer
+        is kept with its features dict (the decision's reasons ask again about the same one)."""
+        if not feats:
+            return True
+        memo = self._inh_memo
+        if memo[0] is feats and memo[1] is model:
+            return memo[2]
+        g = self._gate
+        if g[0] is not model or g[1] is not model.reference_ or g[2] != model.cluster_q:
+            g = self._gate = (model, model.reference_, model.cluster_q,
+                              _replace(model, truncate_p=model.cluster_q))
+        prev = m[2] if m is not None and len(m) > 2 else None
+        ps, bounds = g[3].tail_ps_reuse_one(feats, prev)
+        if m is not None:
+            if len(m) > 2:
+                m[2] = bounds
+            else:
+                m.append(bounds)
+        hit = model.inherits_cluster_one(ps)
+        self._inh_memo = (feats, model, hit)
+        return hit
 
     def _own_of(self, model: RiskModel, ps: list[float], token: Any) -> float:
         """``model.own_risk_from_ps_one(ps)``, memoized on the truncated ps (a pure function of them and
@@ -545,8 +577,7 @@ class OnlineScorer:
                     cache.clear()
                 cache[key] = r
             reasons.append(r)
-        if (ba is not None and ba.cluster_risk is not None and ba.cluster_risk > own
-                and (not feats or m.inherits_cluster_one(ps if ps is not None else m.tail_ps_one(feats)))):
+        if ba is not None and ba.cluster_risk is not None and ba.cluster_risk > own and self._inherits(feats, m):
             ckey = ("cluster", id(ba), own, own == 0 and repr(own), m.threshold_)
             hit = cache.get(ckey)  # the same batch row (kept alive by the entry) and own risk: the same text
             if hit is None or hit[0] is not ba:

@@ -11,6 +11,7 @@ Thin HTTP modes over :class:`~distillguard.serve.core.DecisionCore` (docs/serve.
 
 from __future__ import annotations
 
+import gc
 import hmac
 import time
 import uuid
@@ -83,6 +84,11 @@ def create_app(scorer: OnlineScorer, config: ServeConfig | None = None, keymap: 
             ctx = getattr(getattr(scorer, "features", None), "context", None)
             if ctx is not None:
                 ctx.ceiling[m] = int(c)
+        # the restored state is long-lived: move it (and the imported code) out of the collector's
+        # generations, so that a full collection does not scan it while requests wait (it would stall
+        # the loop for tens of ms with a large state); given back at shutdown
+        gc.collect()
+        gc.freeze()
         await core.start()
         edge_server = None
         if config.edge_port is not None:  # the lean HTTP/1.1 server for the two edge endpoints
@@ -96,6 +102,7 @@ def create_app(scorer: OnlineScorer, config: ServeConfig | None = None, keymap: 
             if edge_server is not None:
                 edge_server.close()
             await core.stop()
+            gc.unfreeze()
 
     app = FastAPI(title="distillguard decision service", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)

@@ -29,6 +29,9 @@ class ServeConfig:
     which the shipped nginx config turns into 503). ``edge_learn``: how a header-only edge request
     is learned (docs/serve.md, "How content reaches the scorer"). ``scorer_thread``: score on a worker
     thread (the budget can cut a slow call short) or on the event loop (no thread hop; faster).
+    ``inline_when_idle`` (with ``scorer_thread``, in-process state only): a decision that finds the
+    worker thread idle runs on the event loop (no hop); one that finds it busy (a snapshot, a batch
+    load, a log-stream batch) queues behind it under the budget.
     ``redis_url``: keep the scorer state in Redis, shared by every replica (``online.RedisState``);
     buffered writes are flushed every ``flush_every_s`` and at shutdown. ``intel_db`` + ``group_key``:
     indicators peers shared (``distillguard share import/pull`` into that store) become the scorer's
@@ -46,6 +49,7 @@ class ServeConfig:
     fail_mode: str = "open"
     max_in_flight: int = 256
     scorer_thread: bool = True
+    inline_when_idle: bool = True
     decision_budget_ms: float = 50.0
     edge_learn: str = "immediate"
     learn_grace_s: float = 2.0
@@ -107,7 +111,7 @@ def _parse_env(name: str, raw: str) -> Any:
         return None if raw.strip().lower() in ("", "none", "off") else int(raw)
     if name in ("decision_budget_ms", "learn_grace_s", "snapshot_every_s", "audit_flush_s", "flush_every_s"):
         return float(raw)
-    if name == "scorer_thread":
+    if name in ("scorer_thread", "inline_when_idle"):
         return raw.strip().lower() in ("1", "true", "yes", "on")
     if name == "model_ceilings":
         return json.loads(raw)

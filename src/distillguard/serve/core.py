@@ -5,7 +5,10 @@ One ``OnlineScorer`` is not thread-safe, so every scorer call (decide, learn, ba
 audit) runs on **one worker thread**, in submission order; the event loop only parses HTTP and waits
 on a future with the per-decision time budget. A decision is posted back as soon as ``score_one``
 returns; the learning that follows it runs next on the same thread, before any later decision, so
-rates and volume are counted request by request without making the client wait for them.
+rates and volume are counted request by request without making the client wait for them. With
+``inline_when_idle`` (default, in-process state only) a decision that finds the thread idle runs on
+the event loop instead, under the thread's lock (no hop, no future); its learning runs right after
+the response is written, still before any later decision.
 """
 
 from __future__ import annotations
@@ -48,6 +51,11 @@ _MODEL_IN_PATH = (re.compile(r"/models?/([A-Za-z0-9._\-]+?)(?::[A-Za-z]+)?(?:/|$
                   re.compile(r"/deployments/([A-Za-z0-9._\-]+)"))
 _LEARNED_CAP = 200_000
 _HIST_MS = (0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0)
+#: inline_when_idle steps aside when the event loop lags more than this (the process is short of CPU,
+#: e.g. on a host shared with other jobs): for the next _CONTENDED_HOLD_S decisions go to the scorer
+#: thread, so loop and scorer are two threads, each with its own share of the cores, as without it.
+_CONTENDED_LAG_S = 0.003
+_CONTENDED_HOLD_S = 1.0
 
 
 @dataclass
@@ -179,10 +187,21 @@ def render(v: Verdict, mode: str, challenge_url: str | None = None) -> tuple[int
 
 class _Worker:
     """One thread that owns the scorer. A job returns (result, after): ``result`` goes back to the
-    waiting request at once, ``after`` (learning, audit) runs next, before the following job."""
+    waiting request at once, ``after`` (learning, audit) runs next, before the following job.
 
-    def __init__(self) -> None:
+    ``inline_when_idle``: a decision may also run on the event loop itself while the thread is idle
+    (no job queued or running): no thread hop, no future, no timer. The thread's lock keeps the two
+    apart (the scorer is never used by both at once), and the afters of inline decisions wait in a
+    queue that whoever holds the lock next runs first, so learning keeps decision order."""
+
+    def __init__(self, inline_when_idle: bool = False) -> None:
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.inline_when_idle = inline_when_idle
+        self._submitted = 0  # written by the event loop only
+        self._done = 0  # written by the worker thread only
+        self._afters: deque[Callable[[], None]] = deque()  # of inline decisions, run in order under the lock
+        self._retry = False
         self._t = threading.Thread(target=self._run, name="distillguard-scorer", daemon=True)
         self.errors = 0
         self._t.start()
@@ -191,8 +210,49 @@ class _Worker:
                deadline: float | None = None) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
+        self._submitted += 1
         self._q.put((fn, fut, loop, deadline))
         return fut
+
+    def try_inline(self) -> bool:
+        """On the event loop: take the scorer for an inline decision (True: the lock is held; call
+        :meth:`end_inline`). False while a job is queued or running: the decision queues behind it."""
+        if not self.inline_when_idle or self._done != self._submitted or not self.lock.acquire(blocking=False):
+            return False
+        self._drain()
+        return True
+
+    def end_inline(self, after: Callable[[], None] | None) -> None:
+        """Release the scorer after an inline decision; its ``after`` runs once the response is out."""
+        self.lock.release()
+        if after is not None:
+            self._afters.append(after)
+            asyncio.get_running_loop().call_soon(self._run_afters)
+
+    def _run_afters(self, retry: bool = False) -> None:
+        if retry:
+            self._retry = False
+        if not self._afters:
+            return
+        if self.lock.acquire(blocking=False):
+            try:
+                self._drain()
+            finally:
+                self.lock.release()
+        elif not self._retry:  # the thread has the scorer and runs them before its next job; in case
+            self._retry = True  # that job was its last, look again shortly (one retry pending at a time)
+            asyncio.get_running_loop().call_later(0.005, self._run_afters, True)
+
+    def _drain(self) -> None:
+        """Run the afters of inline decisions (the caller holds the lock)."""
+        afters = self._afters
+        while afters:
+            after = afters.popleft()
+            try:
+                after()
+            except Exception:
+                self.errors += 1
+                log.exception("learning after a decision failed")
 
     def stop(self) -> None:
         self._q.put(None)
@@ -203,23 +263,32 @@ class _Worker:
             job = self._q.get()
             if job is None:
                 return
-            fn, fut, loop, deadline = job
-            if deadline is not None and time.monotonic() > deadline:
-                # its caller has already answered per the fail mode: do not score (or learn) it late
-                loop.call_soon_threadsafe(_resolve, fut, None, TimeoutError("stale"))
-                continue
-            try:
-                res, after = fn()
-            except BaseException as e:  # noqa: BLE001 - handed to the request, which applies the fail mode
-                loop.call_soon_threadsafe(_resolve, fut, None, e)
-                continue
-            loop.call_soon_threadsafe(_resolve, fut, res, None)
-            if after is not None:
+            with self.lock:
                 try:
-                    after()
-                except Exception:
-                    self.errors += 1
-                    log.exception("learning after a decision failed")
+                    self._drain()
+                    self._job(*job)
+                    self._drain()
+                finally:
+                    self._done += 1
+
+    def _job(self, fn: Callable[[], tuple[Any, Callable[[], None] | None]], fut: asyncio.Future[Any],
+             loop: asyncio.AbstractEventLoop, deadline: float | None) -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            # its caller has already answered per the fail mode: do not score (or learn) it late
+            loop.call_soon_threadsafe(_resolve, fut, None, TimeoutError("stale"))
+            return
+        try:
+            res, after = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the request, which applies the fail mode
+            loop.call_soon_threadsafe(_resolve, fut, None, e)
+            return
+        loop.call_soon_threadsafe(_resolve, fut, res, None)
+        if after is not None:
+            try:
+                after()
+            except Exception:
+                self.errors += 1
+                log.exception("learning after a decision failed")
 
 
 class _Inline:
@@ -251,6 +320,14 @@ class _Inline:
 
     def stop(self) -> None:
         return None
+
+
+def _in_process(scorer: Any) -> bool:
+    """Whether the scorer keeps its state in this process (a decision is then CPU only, tens of µs; a
+    Redis round trip could wait on the network, which must not block the event loop)."""
+    from distillguard.online.state import MemoryState
+
+    return isinstance(getattr(scorer, "state", None), MemoryState)
 
 
 def _expire(fut: asyncio.Future[Any]) -> None:
@@ -305,6 +382,7 @@ class DecisionCore:
         self._fail_audit: deque[tuple[Decision, Any]] = deque()  # appended on the loop, drained by the worker
         self._worker: _Worker | _Inline | None = None
         self.loop_lag_s = 0.0
+        self._contended_until = 0.0  # time.monotonic() until which decisions go to the thread (inline_when_idle)
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = time.time()
 
@@ -320,7 +398,8 @@ class DecisionCore:
 
     async def start(self) -> None:
         c = self.config
-        self._worker = _Worker() if c.scorer_thread else _Inline()
+        inline = c.inline_when_idle and _in_process(self.scorer)
+        self._worker = _Worker(inline) if c.scorer_thread else _Inline()
         self._tasks.append(asyncio.create_task(self._watch_lag()))
         if c.snapshot_path is not None and c.snapshot_every_s > 0:
             self._tasks.append(asyncio.create_task(self._every(c.snapshot_every_s, self.snapshot)))
@@ -364,7 +443,10 @@ class DecisionCore:
         while True:
             t = loop.time()
             await asyncio.sleep(tick)
-            self.loop_lag_s = max(0.0, loop.time() - t - tick)
+            now = loop.time()
+            self.loop_lag_s = max(0.0, now - t - tick)
+            if self.loop_lag_s > _CONTENDED_LAG_S:  # CPU-starved: decide on the thread for a while
+                self._contended_until = time.monotonic() + _CONTENDED_HOLD_S
 
     async def _every(self, seconds: float, fn: Callable[[], Any]) -> None:
         while True:
@@ -395,9 +477,16 @@ class DecisionCore:
         budget = c.decision_budget_ms / 1000.0
         self.in_flight += 1
         try:
-            if isinstance(self._worker, _Inline):  # no future, no timer: this is the fast mode
+            w = self._worker
+            if isinstance(w, _Inline):  # no future, no timer: this is the fast mode
                 d, after = self._decide_job(exchange, learn)
-                asyncio.get_running_loop().call_soon(self._worker.after, after)
+                asyncio.get_running_loop().call_soon(w.after, after)
+            elif self._contended_until < time.monotonic() and w.try_inline():  # thread idle, loop keeping up: decide here
+                after = None
+                try:
+                    d, after = self._decide_job(exchange, learn)
+                finally:
+                    w.end_inline(after)
             else:
                 fut = self._worker.submit(lambda: self._decide_job(exchange, learn), time.monotonic() + budget)
                 # the budget as a timer on the future itself (what asyncio.wait_for does, without its
