@@ -218,7 +218,7 @@ def calibrate(
         typer.Option(help="File with one trusted account_id per line (vetted customers); default: every account "
                      "in the store, so point --db at a period you trust."),
     ] = None,
-    target_fpr: Annotated[float, typer.Option(help="Share of benign accounts the threshold may flag.")] = 0.0005,
+    target_fpr: Annotated[float, typer.Option(help="Share of benign accounts the threshold may flag.")] = 0.0002,
     step: Annotated[
         str,
         typer.Option(help="Also take the accounts as of every STEP of the period (1d, 12h, or none), so the "

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from distillguard.engines import DuckDBEngine
 from distillguard.scoring.defaults import EVIDENCE
-from distillguard.scoring.risk import Evidence, RiskModel
+from distillguard.scoring.risk import DEFAULT_TARGET_FPR, Evidence, RiskModel
 from distillguard.store import connect
 
 __all__ = ["REFERENCE_STEP", "calibrate", "calibrate_on_simulation"]
@@ -76,7 +76,7 @@ def fit_reference(
     out: Path | str,
     *,
     evidence: tuple[Evidence, ...] = EVIDENCE,
-    target_fpr: float = 0.0005,
+    target_fpr: float = DEFAULT_TARGET_FPR,
 ) -> RiskModel:
     """Fit and save a :class:`RiskModel` on one or more benign references (features, clusters)."""
     features = pa.concat_tables([f for f, _ in references], promote_options="permissive")
@@ -92,7 +92,7 @@ def calibrate(
     *,
     benign_accounts: Iterable[str] | None = None,
     evidence: tuple[Evidence, ...] = EVIDENCE,
-    target_fpr: float = 0.0005,
+    target_fpr: float = DEFAULT_TARGET_FPR,
     step: timedelta | None = REFERENCE_STEP,
 ) -> RiskModel:
     """Fit a :class:`RiskModel` on the store's accounts (or only ``benign_accounts``) and save it.
