@@ -248,3 +248,15 @@ def test_every_registered_sql_transpiles_to_spark():
         assert spark, name
         assert "EPOCH_US" not in spark.upper() and "STRING_AGG" not in spark.upper(), name
     assert DEFAULTS["max_group"] == 200
+
+
+@pytest.mark.parametrize("sparse_k", [0, 2, 5])
+def test_sparse_expansion_links_each_member_to_its_next_k(sparse_k):
+    # 8 accounts on one card, a group over max_group: member i (by account id) links to i+1..i+k only
+    ids = [f"h{i}" for i in range(8)]
+    e = engine([acct(a, payment_fingerprint="card") for a in ids])
+    got = {(r["src"], r["dst"]) for r in edges(e, max_group=3, sparse_k=sparse_k) if r["kind"] == "payment"}
+    want = {(ids[i], ids[j]) for i in range(8) for j in range(i + 1, min(8, i + sparse_k + 1))}
+    assert got == want
+    # at or under max_group every pair is expanded
+    assert len([r for r in edges(e, max_group=8) if r["kind"] == "payment"]) == 8 * 7 // 2

@@ -254,3 +254,13 @@ def test_sample_lookup_casts_the_fingerprint_once():
 
     assert "CAST(s.{fp_col} AS VARCHAR)" not in _sql.SAMPLE_TEXT
     assert "CAST(? AS BIGINT)" in _sql.SAMPLE_TEXT
+
+
+def test_block_expr():
+    from distillguard.report._sql import BLOCK_EXPR
+
+    con = duckdb.connect()
+    ips = ["10.0.1.5", "10.0.1.", "1.2.3", "a.b.c.d", "", None, "2001:DB8:a::1", "::1", "1.2.3.4.5"]
+    con.register("t", pa.table({"i": list(range(len(ips))), "ip": pa.array(ips, pa.string())}))
+    got = [r[0] for r in con.execute(f"SELECT {BLOCK_EXPR.format(col='ip')} FROM t ORDER BY i").fetchall()]
+    assert got == ["10.0.1.0/24", "10.0.1.0/24", None, None, None, None, "2001:db8:a::/48", "::1::/48", "1.2.3.0/24"]

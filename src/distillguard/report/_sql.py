@@ -15,7 +15,9 @@ from distillguard.engines import portable_sql
 __all__ = [
     "BLOCK_EXPR",
     "MEMBERS",
-    "CAMPAIGN_EXCHANGES",
+    "MODELS",
+    "ACCOUNT_EXCHANGES",
+    "ACCOUNT_SIGNALS",
     "CORE",
     "EXCHANGE_FACETS",
     "FACET_OTHERS",
@@ -34,11 +36,11 @@ __all__ = [
 ]
 
 #: A client address's network block: the /24 of an IPv4 address, the /48 of an IPv6 one.
+#: (One regexp_extract per IPv4 address: no match gives '', which nullif turns into NULL.)
 BLOCK_EXPR = (
     "CASE WHEN {col} LIKE '%:%' "
     "THEN lower(regexp_extract({col}, '^([0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f]*)', 1)) || '::/48' "
-    "WHEN regexp_extract({col}, '^([0-9]+[.][0-9]+[.][0-9]+)[.]', 1) <> '' "
-    "THEN regexp_extract({col}, '^([0-9]+[.][0-9]+[.][0-9]+)[.]', 1) || '.0/24' END"
+    "ELSE nullif(regexp_extract({col}, '^([0-9]+[.][0-9]+[.][0-9]+)[.]', 1), '') || '.0/24' END"
 )
 
 # One row per account that belongs to a campaign: every member of a cluster with at least
@@ -77,19 +79,76 @@ WHERE cp.cluster_id IS NOT NULL OR (a.flagged AND {include_single})
 """,
 )
 
-# The flagged members' exchanges, narrowed to what the report aggregates (signals joined when present).
-CAMPAIGN_EXCHANGES = portable_sql(
-    "report.campaign_exchanges",
+# The newest model is the one whose first appearance in the whole log is latest (materialised as
+# _report_models: every model with its first appearance).
+MODELS = portable_sql(
+    "report.models",
+    "SELECT model, MIN(ts) AS first_seen FROM exchanges GROUP BY model",
+)
+
+# The flagged members' exchanges, aggregated in one pass (materialised as _report_ax): per campaign
+# (facet 'campaign': count, window, share on the newest model) and per campaign, account and value of
+# each exchange facet (block, asn, user_agent, model, day). Exchanges are never materialised row by row;
+# a facet's exchanges and accounts are sums and counts of these rows. GROUPING(col) = 0 says which
+# grouping set a row belongs to (a NULL value is a group of its own there, dropped later).
+ACCOUNT_EXCHANGES = portable_sql(
+    "report.account_exchanges",
     f"""
-SELECT m.campaign_id, x.account_id, x.request_id, x.ts, CAST(x.ts AS DATE) AS day,
-       {BLOCK_EXPR.format(col="x.client_ip")} AS block,
-       CAST(x.asn AS VARCHAR) AS asn, x.user_agent, x.model,
-       s.capability, s.cot_score, CAST(s.template_fp AS VARCHAR) AS template_fp,
-       CAST(s.preamble_fp AS VARCHAR) AS preamble_fp
-FROM _report_members m
-JOIN exchanges x ON x.account_id = m.account_id
-LEFT JOIN {{signals}} s ON s.request_id = x.request_id
-WHERE m.flagged
+WITH nm AS (
+    SELECT model, first_seen FROM _report_models ORDER BY first_seen DESC, model LIMIT 1
+),
+x AS (
+    SELECT m.campaign_id, x.account_id, x.ts, CAST(x.ts AS DATE) AS day,
+           {BLOCK_EXPR.format(col="x.client_ip")} AS block, x.asn, x.user_agent, x.model,
+           CASE WHEN x.model = nm.model THEN 1.0 ELSE 0.0 END AS on_newest,
+           x.ts >= nm.first_seen AS after_newest
+    FROM _report_members m
+    JOIN exchanges x ON x.account_id = m.account_id
+    CROSS JOIN nm
+    WHERE m.flagged
+)
+SELECT campaign_id, account_id, block, asn, user_agent, model, day,
+       CASE WHEN GROUPING(account_id) = 1 THEN 'campaign'
+            WHEN GROUPING(block) = 0 THEN 'block'
+            WHEN GROUPING(asn) = 0 THEN 'asn'
+            WHEN GROUPING(user_agent) = 0 THEN 'user_agent'
+            WHEN GROUPING(model) = 0 THEN 'model'
+            ELSE 'day' END AS facet,
+       COUNT(*) AS n, MIN(ts) AS first_ts, MAX(ts) AS last_ts,
+       AVG(on_newest) AS newest_model_share,
+       AVG(CASE WHEN after_newest THEN on_newest END) AS newest_model_share_after
+FROM x
+GROUP BY GROUPING SETS ((campaign_id), (campaign_id, account_id, block), (campaign_id, account_id, asn),
+                        (campaign_id, account_id, user_agent), (campaign_id, account_id, model),
+                        (campaign_id, account_id, day))
+""",
+)
+
+# The flagged members' signals, aggregated the same way (materialised as _report_sx): per campaign
+# (facet 'campaign': classified exchanges, CoT counts and mean) and per campaign, account and
+# capability / template / preamble. Signals are grouped by their own account_id, which the contract
+# copies from the exchange: no join of exchanges to signals on request_id (each signal is one
+# exchange's, request_id unique in both), so the counts are those of the exchanges' joined signals.
+ACCOUNT_SIGNALS = portable_sql(
+    "report.account_signals",
+    """
+WITH s AS (
+    SELECT m.campaign_id, s.account_id, s.capability, s.cot_score, s.template_fp, s.preamble_fp
+    FROM _report_members m
+    JOIN {signals} s ON s.account_id = m.account_id
+    WHERE m.flagged
+)
+SELECT campaign_id, account_id, capability, template_fp, preamble_fp,
+       CASE WHEN GROUPING(account_id) = 1 THEN 'campaign'
+            WHEN GROUPING(capability) = 0 THEN 'capability'
+            WHEN GROUPING(template_fp) = 0 THEN 'template'
+            ELSE 'preamble' END AS facet,
+       COUNT(*) AS n, COUNT(capability) AS n_classified,
+       CAST(SUM(CASE WHEN cot_score >= {cot_threshold} THEN 1 ELSE 0 END) AS BIGINT) AS n_cot,
+       AVG(cot_score) AS cot_mean
+FROM s
+GROUP BY GROUPING SETS ((campaign_id), (campaign_id, account_id, capability),
+                        (campaign_id, account_id, template_fp), (campaign_id, account_id, preamble_fp))
 """,
 )
 
@@ -108,49 +167,57 @@ WITH mem AS (
     GROUP BY campaign_id
 ),
 ex AS (
-    SELECT campaign_id, COUNT(*) AS n_exchanges, MIN(ts) AS first_ts, MAX(ts) AS last_ts,
-           COUNT(capability) AS n_classified,
-           CAST(SUM(CASE WHEN cot_score >= {cot_threshold} THEN 1 ELSE 0 END) AS BIGINT) AS n_cot,
-           AVG(cot_score) AS cot_mean
-    FROM _report_x
-    GROUP BY campaign_id
+    SELECT campaign_id, n AS n_exchanges, first_ts, last_ts FROM _report_ax WHERE facet = 'campaign'
+),
+sx AS (
+    SELECT campaign_id, n_classified, n_cot, cot_mean FROM _report_sx WHERE facet = 'campaign'
 )
 SELECT mem.campaign_id, mem.kind, mem.cluster_id, mem.n_accounts, mem.n_flagged,
        COALESCE(ex.n_exchanges, 0) AS n_exchanges, ex.first_ts, ex.last_ts, mem.first_flagged_at,
        mem.mean_score, mem.max_score,
-       COALESCE(ex.n_classified, 0) AS n_classified,
-       CASE WHEN ex.n_classified > 0 THEN CAST(ex.n_cot AS DOUBLE) / ex.n_classified END AS cot_share,
-       ex.cot_mean
+       COALESCE(sx.n_classified, 0) AS n_classified,
+       CASE WHEN sx.n_classified > 0 THEN CAST(sx.n_cot AS DOUBLE) / sx.n_classified END AS cot_share,
+       sx.cot_mean
 FROM mem
 LEFT JOIN ex ON ex.campaign_id = mem.campaign_id
+LEFT JOIN sx ON sx.campaign_id = mem.campaign_id
 ORDER BY mem.n_flagged DESC, mem.campaign_id
 """,
 )
 
 # Every (campaign, facet, value) of the exchanges with its counts, its rank within the facet and the
-# facet's number of distinct values; materialised as _report_facets.
+# facet's number of distinct values; materialised as _report_facets, only the rows later read (top
+# values, every capability, every block and ASN). Rows of _report_ax / _report_sx are unique per
+# (campaign, facet, account, value) and the casts are one-to-one, so COUNT(*) counts distinct accounts.
 EXCHANGE_FACETS = portable_sql(
     "report.exchange_facets",
     """
 WITH v AS (
-    SELECT campaign_id, 'block' AS facet, block AS value, account_id FROM _report_x
-    UNION ALL SELECT campaign_id, 'asn', asn, account_id FROM _report_x
-    UNION ALL SELECT campaign_id, 'user_agent', user_agent, account_id FROM _report_x
-    UNION ALL SELECT campaign_id, 'model', model, account_id FROM _report_x
-    UNION ALL SELECT campaign_id, 'capability', capability, account_id FROM _report_x
-    UNION ALL SELECT campaign_id, 'template', template_fp, account_id FROM _report_x
-    UNION ALL SELECT campaign_id, 'preamble', preamble_fp, account_id FROM _report_x
+    SELECT campaign_id, facet, block AS value, account_id, n FROM _report_ax WHERE facet = 'block'
+    UNION ALL SELECT campaign_id, facet, CAST(asn AS VARCHAR), account_id, n FROM _report_ax WHERE facet = 'asn'
+    UNION ALL SELECT campaign_id, facet, user_agent, account_id, n FROM _report_ax WHERE facet = 'user_agent'
+    UNION ALL SELECT campaign_id, facet, model, account_id, n FROM _report_ax WHERE facet = 'model'
+    UNION ALL SELECT campaign_id, facet, capability, account_id, n FROM _report_sx WHERE facet = 'capability'
+    UNION ALL SELECT campaign_id, facet, CAST(template_fp AS VARCHAR), account_id, n
+    FROM _report_sx WHERE facet = 'template'
+    UNION ALL SELECT campaign_id, facet, CAST(preamble_fp AS VARCHAR), account_id, n
+    FROM _report_sx WHERE facet = 'preamble'
 ),
 c AS (
-    SELECT campaign_id, facet, value, COUNT(*) AS exchanges, COUNT(DISTINCT account_id) AS accounts
+    SELECT campaign_id, facet, value, CAST(SUM(n) AS BIGINT) AS exchanges, COUNT(*) AS accounts
     FROM v
     WHERE value IS NOT NULL
     GROUP BY campaign_id, facet, value
+),
+r AS (
+    SELECT campaign_id, facet, value, exchanges, accounts,
+           ROW_NUMBER() OVER (PARTITION BY campaign_id, facet ORDER BY exchanges DESC, value) AS rk,
+           COUNT(*) OVER (PARTITION BY campaign_id, facet) AS n_values
+    FROM c
 )
-SELECT campaign_id, facet, value, exchanges, accounts,
-       ROW_NUMBER() OVER (PARTITION BY campaign_id, facet ORDER BY exchanges DESC, value) AS rk,
-       COUNT(*) OVER (PARTITION BY campaign_id, facet) AS n_values
-FROM c
+SELECT campaign_id, facet, value, exchanges, accounts, rk, n_values
+FROM r
+WHERE rk <= {top_k} OR facet IN ('capability', 'block', 'asn')
 """,
 )
 
@@ -276,24 +343,20 @@ ORDER BY campaign_id, wave
 )
 
 # The newest model (latest first appearance in the whole log) and each campaign's share on it: of all
-# its exchanges, and of those sent after that model first appeared (the pivot).
+# its exchanges, and of those sent after that model first appeared (the pivot); shares are averaged
+# in _report_ax.
 NEWEST_MODEL = portable_sql(
     "report.newest_model",
     """
-WITH mf AS (
-    SELECT model, MIN(ts) AS first_seen FROM exchanges GROUP BY model
-),
-nm AS (
-    SELECT model, first_seen FROM mf ORDER BY first_seen DESC, model LIMIT 1
+WITH nm AS (
+    SELECT model, first_seen FROM _report_models ORDER BY first_seen DESC, model LIMIT 1
 )
 SELECT x.campaign_id, nm.model AS newest_model, nm.first_seen AS newest_model_first_seen,
-       (SELECT COUNT(*) FROM mf) AS n_models_seen,
-       AVG(CASE WHEN x.model = nm.model THEN 1.0 ELSE 0.0 END) AS newest_model_share,
-       AVG(CASE WHEN x.ts >= nm.first_seen THEN (CASE WHEN x.model = nm.model THEN 1.0 ELSE 0.0 END) END)
-           AS newest_model_share_after
-FROM _report_x x
+       (SELECT COUNT(*) FROM _report_models) AS n_models_seen,
+       x.newest_model_share, x.newest_model_share_after
+FROM _report_ax x
 CROSS JOIN nm
-GROUP BY x.campaign_id, nm.model, nm.first_seen
+WHERE x.facet = 'campaign'
 """,
 )
 
@@ -331,10 +394,13 @@ ORDER BY campaign_id, rk
 DAILY = portable_sql(
     "report.daily",
     """
-WITH firsts AS (
-    SELECT campaign_id, account_id, MIN(day) AS day FROM _report_x GROUP BY campaign_id, account_id
+WITH d AS (
+    SELECT campaign_id, account_id, day, n FROM _report_ax WHERE facet = 'day'
+),
+firsts AS (
+    SELECT campaign_id, account_id, MIN(day) AS day FROM d GROUP BY campaign_id, account_id
 )
-SELECT campaign_id, day, 'exchanges' AS series, COUNT(*) AS n FROM _report_x GROUP BY campaign_id, day
+SELECT campaign_id, day, 'exchanges' AS series, CAST(SUM(n) AS BIGINT) AS n FROM d GROUP BY campaign_id, day
 UNION ALL
 SELECT campaign_id, day, 'new_accounts', COUNT(*) FROM firsts GROUP BY campaign_id, day
 UNION ALL

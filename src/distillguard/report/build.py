@@ -26,7 +26,7 @@ __all__ = ["CAMPAIGNS", "JSON_COLUMNS", "build_campaigns", "read_campaigns"]
 #: Columns of ``campaigns`` that hold JSON text.
 JSON_COLUMNS = frozenset(f.name for f in CAMPAIGNS.fields if f.doc.startswith("JSON"))
 
-_TEMPS = ("_report_members", "_report_x", "_report_facets", "_report_other_pairs")
+_TEMPS = ("_report_members", "_report_models", "_report_ax", "_report_sx", "_report_facets", "_report_other_pairs")
 
 
 def _plain(v: Any) -> Any:
@@ -77,7 +77,9 @@ def build_campaigns(
     }
     try:
         engine.create_table_as("_report_members", _sql.MEMBERS.format(**fmt))
-        engine.create_table_as("_report_x", _sql.CAMPAIGN_EXCHANGES.format(**fmt))
+        engine.create_table_as("_report_models", _sql.MODELS)
+        engine.create_table_as("_report_ax", _sql.ACCOUNT_EXCHANGES.format(**fmt))
+        engine.create_table_as("_report_sx", _sql.ACCOUNT_SIGNALS.format(**fmt))
         engine.create_table_as("_report_facets", _sql.EXCHANGE_FACETS.format(**fmt))
         engine.create_table_as("_report_other_pairs", _sql.OTHER_PAIRS.format(**fmt))
         rows = _assemble(engine, fmt, top_k)
