@@ -276,10 +276,13 @@ def green_mass_test(topk_next: TopKNext, probes: Sequence[Sequence[int]], keys: 
     those distributions over the probe positions with that context: ``q_c``. The statistic is the total
     green mass ``S = sum_c sum_t a_{c,t} X_{c,t}`` with weights ``a = q_c`` and ``X_{c,t}`` the green flag.
 
-    With ``reference`` (another model's ``topk_next``, independent of the key, e.g. the provider's own
-    teacher), the weights are ``q_c - r_c``: what the suspect prefers *more* than the reference. That
-    removes the variance of contexts where both are sure of the next token, which carries no watermark
-    signal. The weights may then be negative; the bound below allows that.
+    With ``reference`` (another model's ``topk_next``, independent of the key), the weights are
+    ``q_c - r_c``: what the suspect prefers *more* than the reference. That removes the variance of
+    contexts where both are sure of the next token, which carries no watermark signal. The weights
+    may then be negative; the bound below allows that. The best reference is the provider's own
+    teacher, unwatermarked: the watermark is added at sampling, never to its weights, so its
+    distribution does not depend on the key, and a student that imitates it is closer to it than to
+    any public model (smaller ``sum a^2``, the null variance, for the same watermark shift).
 
     Null hypothesis: the suspect (and the reference) never saw text marked with these keys, and the
     probes are not watermarked. The weights are then fixed independently of the key, and the green
