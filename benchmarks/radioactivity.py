@@ -73,8 +73,10 @@ from distillguard.provenance.watermark import (
 
 console = Console(highlight=False, width=160)
 PROMPT_TOKENS = 8
-#: the statistic the target is judged on, fixed before the confirmation seeds (see docs/provenance.md)
-PRIMARY = "green_mass_teacher_decoy"
+#: the statistic the target is judged on, fixed before the confirmation seeds (see docs/provenance.md):
+#: top-1 over grammar and decoy probes pooled (chosen on seed 1, where the first choice, the green mass
+#: on decoy probes against the teacher, gave p 0.044)
+PRIMARY = "whitebox_all"
 _T0 = time.perf_counter()
 
 
@@ -325,6 +327,8 @@ def suspect_tests(top1: Any, topk: Any, probes: list[list[int]], decoy: list[lis
         "green_mass": lambda r: green_mass_test(topk, probes, r),
         "whitebox_decoy": lambda r: whitebox_test(top1, decoy, r),
         "green_mass_decoy": lambda r: green_mass_test(topk, decoy, r, mode="whitebox-decoy"),
+        # both probe sets pooled: every distinct (context, predicted token) pair once
+        "whitebox_all": lambda r: whitebox_test(top1, probes + decoy, r),
     }
     for name, ref in refs.items():
         tests[f"green_mass_{name}"] = lambda r, f=ref: green_mass_test(topk, probes, r, reference=f,
