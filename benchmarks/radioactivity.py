@@ -369,6 +369,9 @@ def main() -> int:
                     help="teacher outputs sampled under fresh decoy keys (never our key): white-box probes that "
                          "reach the contexts watermarked text visits, while staying independent of our key")
     ap.add_argument("--decoy-keys", type=int, default=16, help="decoy keys the decoy probes are spread over")
+    ap.add_argument("--stats", type=lambda x: x.split(","), default=None,
+                    help="comma-separated statistics to compute (default: all; names as in the table), e.g. "
+                         "with --load to rerun a few")
     ap.add_argument("--init", choices=("base", "scratch"), default="base",
                     help="base: a public base model (trained on grammar text) is fine-tuned into the teacher "
                          "(on the provider's own text) and, separately, into the student and the control, as when "
@@ -415,6 +418,9 @@ def main() -> int:
     ring = KeyRing([key], params=params)
     plen = PROMPT_TOKENS
 
+    def wanted(stat: str) -> bool:
+        return a.stats is None or stat in a.stats
+
     # 4. radioactivity -----------------------------------------------------------------------------
     t0 = time.perf_counter()
     probe_text = np.asarray(w["probe_text"])
@@ -451,21 +457,24 @@ def main() -> int:
         t1 = time.perf_counter()
         top1, topk = memo(top_token_fn(model)), memo(topk_next_fn(model, a.topk))
         tests = suspect_tests(top1, topk, probes, decoy, refs if model is not teacher else {})
+        # black-box: samples on grammar prompts, and on decoy prompts (an API answers any prompt, and
+        # these end in unusual contexts)
+        for bname, b_prompts, n_new, b_seed in (("blackbox", bb_prompts, 64, a.seed + 9),
+                                                ("blackbox_decoy", [d[:64] for d in decoy], 32, a.seed + 10)):
+            if wanted(bname):
+                smp = generate_ids(model, b_prompts, n_new, batch_size=256, seed=b_seed, temperature=a.bb_temperature)
+                tests[bname] = lambda r, sm=smp, bp=b_prompts: blackbox_test(sm, r, prompts=bp)
+        tests = {k: f for k, f in tests.items() if wanted(k)}
         r = {k: f(ring).to_dict() for k, f in tests.items()}
-        r["reading_top1"] = whitebox_test(top1, reading, ring, exclude_probe_pairs=True).to_dict()
-        r["reading_mass"] = green_mass_test(topk, reading, ring, exclude_probe_pairs=True, mode="reading").to_dict()
-        r["whitebox_seconds"] = round(time.perf_counter() - t1, 1)
-        samples = generate_ids(model, bb_prompts, 64, batch_size=256, seed=a.seed + 9, temperature=a.bb_temperature)
-        r["blackbox"] = blackbox_test(samples, ring, prompts=bb_prompts).to_dict()
-        # black-box on decoy prompts: an API takes any prompt, and these end in unusual contexts
-        d_bb = [d[:64] for d in decoy]
-        d_samples = generate_ids(model, d_bb, 32, batch_size=256, seed=a.seed + 10, temperature=a.bb_temperature)
-        r["blackbox_decoy"] = blackbox_test(d_samples, ring, prompts=d_bb).to_dict()
+        if wanted("reading_top1"):
+            r["reading_top1"] = whitebox_test(top1, reading, ring, exclude_probe_pairs=True).to_dict()
+        if wanted("reading_mass"):
+            r["reading_mass"] = green_mass_test(topk, reading, ring, exclude_probe_pairs=True,
+                                                mode="reading").to_dict()
+        r["seconds"] = round(time.perf_counter() - t1, 1)
         results[name] = r
         # the same statistics with keys that never marked anything: every suspect is null for them
         lv = {k: level(p_per_key(f(null_ring))) for k, f in tests.items()}
-        lv["blackbox"] = level(blackbox_test(samples, null_ring, prompts=bb_prompts).detection.p_per_key)
-        lv["blackbox_decoy"] = level(blackbox_test(d_samples, null_ring, prompts=d_bb).detection.p_per_key)
         null_level[name] = lv
         log(f"{name}: " + ", ".join(f"{k} {v['p_value']:.3g}" for k, v in r.items() if isinstance(v, dict)))
     phase("radioactivity", t0)
