@@ -1,6 +1,8 @@
 """Radioactivity end to end on CPU: teacher -> watermarked outputs -> students -> p-values.
 
-    .venv/bin/python benchmarks/radioactivity.py --wm-share 0.05 --seed 1 --out bench-out/radioactivity.json
+    .venv/bin/python benchmarks/radioactivity.py --seed 1 --serial --no-detection --save bench-out/rad-s1 \
+        --out bench-out/radioactivity_seed1.json
+    .venv/bin/python benchmarks/radioactivity.py --seed 1 --load bench-out/rad-s1 --out bench-out/radioactivity_seed1.json
 
 1. A grammar writes the training text (``provenance.textgen``); a byte-level BPE tokenizer and a tiny
    GPT-2 (2 layers, 128 wide) are trained on it, about one pass over ``--corpus`` paragraphs (2M
@@ -18,12 +20,20 @@
    in other data) plus watermarked teacher outputs, ``--wm-share`` of its tokens, for
    ``--student-epochs``; a *control* on the same other text plus as many *unwatermarked* teacher
    outputs (same size, same recipe, same seed). Both train side by side (one process each).
-4. Radioactivity tests for both (``provenance.radioactivity``), on ``--probe-paragraphs`` of
-   never-watermarked grammar text cut into 128-token probes: white-box top-1 (exact binomial p over
-   distinct pairs), green mass (the suspect's next-token distribution, Chernoff-bound p), green mass
-   against the public base as reference, reading mode (our own watermarked outputs as probes, their
-   pairs excluded) and black-box (samples on probe prompts). Each statistic is also computed for
-   ``--null-keys`` random keys that never marked anything: its empirical level on real models.
+4. Radioactivity tests for both (``provenance.radioactivity``). Probes: ``--probe-paragraphs`` of
+   never-watermarked grammar text cut into 128-token probes, and ``--decoy-probes`` *decoy probes*:
+   teacher answers sampled under fresh decoy keys (never ours). Watermarked answers wander into
+   unusual tokens, and the student learned what follows those almost only from watermarked text;
+   decoy probes visit such contexts too but do not depend on our key, so the null still holds.
+   Statistics: white-box top-1 (exact binomial p over distinct pairs), green mass (the suspect's
+   next-token distribution, Chernoff bound with a Berry-Esseen factor), green mass against a reference
+   model (the teacher, the primary statistic ``PRIMARY``: its weights never saw the watermark, applied
+   only at sampling, so it is independent of the key, and a student imitating it is close to it; and
+   the public base), each on both probe sets; reading mode (our own watermarked outputs as probes,
+   their pairs excluded) and black-box (samples on grammar prompts, and on decoy prompts). Each
+   statistic is also computed for ``--null-keys`` random keys that never marked anything: its
+   empirical level on real models. ``--save DIR`` keeps models, probe text and key; ``--load DIR``
+   reruns only the tests on them (minutes).
 Also measured (skip with ``--no-detection``): detection of 200-token teacher outputs, the
 watermark's perplexity cost on held-out text, robustness to token substitution and to length,
 detector speed, and the false-positive rate on never-watermarked text. Prints a table and writes
@@ -62,6 +72,11 @@ from distillguard.provenance.watermark import (
 )
 
 console = Console(highlight=False, width=160)
+PROMPT_TOKENS = 8
+#: the statistic the target is judged on, fixed before the confirmation seeds (see docs/provenance.md):
+#: top-1 over grammar and decoy probes pooled (chosen on seed 1, where the first choice, the green mass
+#: on decoy probes against the teacher, gave p 0.044)
+PRIMARY = "whitebox_all"
 _T0 = time.perf_counter()
 
 
@@ -162,62 +177,8 @@ def train_pair(jobs: list[dict[str, Any]], parallel: bool) -> list[tuple[dict[st
         return list(ex.map(_train_job, jobs))
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("bench-out/radioactivity.json"))
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads per process (student and control train in two processes side by side)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--vocab", type=int, default=1024)
-    ap.add_argument("--corpus", type=int, default=36_000,
-                    help="paragraphs of grammar text the base model (--init scratch: the teacher) trains on")
-    ap.add_argument("--teacher-tokens", type=int, default=2_000_000,
-                    help="tokens of teacher training (--init base: of the base model; about one pass over --corpus)")
-    ap.add_argument("--student-data", type=int, default=1_200_000, help="tokens of training data per student")
-    ap.add_argument("--student-epochs", type=float, default=1.0)
-    ap.add_argument("--student-width", type=int, default=128, help="students' n_embd (the teacher's is 128)")
-    ap.add_argument("--student-layers", type=int, default=2)
-    ap.add_argument("--topk", type=int, default=128, help="next-token probabilities kept per position (green mass)")
-    ap.add_argument("--probe-paragraphs", type=int, default=3000,
-                    help="never-watermarked grammar paragraphs cut into 128-token white-box probes")
-    ap.add_argument("--null-keys", type=int, default=200,
-                    help="random keys that never marked anything: empirical level of each test on each suspect")
-    ap.add_argument("--reading-texts", type=int, default=100,
-                    help="watermarked teacher outputs read in reading mode (pairs they contain excluded)")
-    ap.add_argument("--save", type=Path, default=None, help="save tokenizer, teacher, student, control here")
-    ap.add_argument("--init", choices=("base", "scratch"), default="base",
-                    help="base: a public base model (trained on grammar text) is fine-tuned into the teacher "
-                         "(on the provider's own text) and, separately, into the student and the control, as when "
-                         "provider and distiller start from the same open model; scratch: every model from scratch")
-    ap.add_argument("--teacher-ft-tokens", type=int, default=30_000, help="--init base: teacher fine-tuning tokens")
-    ap.add_argument("--student-lr", type=float, default=None, help="default 1e-3 (--init base), 3e-3 (scratch)")
-    ap.add_argument("--serial", action="store_true", help="train student and control one after the other")
-    ap.add_argument("--batch", type=int, default=16, help="sequences of 256 tokens per training step")
-    ap.add_argument("--bb-samples", type=int, default=384, help="black-box samples (64 tokens) per suspect")
-    ap.add_argument("--bb-temperature", type=float, default=1.0,
-                    help="sampling temperature of the black-box probes (lower: scores the suspect's modes)")
-    ap.add_argument("--teacher-row", action="store_true", help="also test the teacher itself (a third suspect)")
-    ap.add_argument("--wm-share", type=float, default=0.05, help="share of the student's data that is watermarked")
-    ap.add_argument("--context-width", type=int, default=1)
-    ap.add_argument("--gamma", type=float, default=0.1,
-                    help="green share (0.25 before; a smaller green list shifts more mass per context)")
-    ap.add_argument("--delta", type=float, default=4.0, help="green bias (3 before)")
-    ap.add_argument("--no-detection", action="store_true",
-                    help="skip the watermark-detection measurements (radioactivity only; saves minutes)")
-    ap.add_argument("--quick", action="store_true", help="a small run to check the script (minutes less)")
-    a = ap.parse_args()
-    import torch
-
-    torch.set_num_threads(a.threads)
-    if a.quick:
-        a.corpus, a.teacher_tokens, a.student_data, a.bb_samples = 5_000, 60_000, 40_000, 128
-    T: dict[str, float] = {}
-    t_all = time.perf_counter()
-
-    def phase(name: str, t0: float) -> None:
-        T[name] = round(time.perf_counter() - t0, 1)
-        log(f"[{name}] {T[name]} s")
-
+def train_all(a: argparse.Namespace, phase: Callable[[str, float], None]) -> dict[str, Any]:
+    """Text, tokenizer, base, teacher, teacher outputs, detection measurements, student and control."""
     # 1. text, tokenizer, teacher ------------------------------------------------------------------
     t0 = time.perf_counter()
     texts = textgen.corpus(a.corpus, seed=a.seed)
@@ -251,7 +212,7 @@ def main() -> int:
 
     # 2. teacher outputs ---------------------------------------------------------------------------
     t0 = time.perf_counter()
-    plen, new = 8, 120
+    plen, new = PROMPT_TOKENS, 120
     prompts_all = [encode(tok, p) for p in textgen.prompts(20_000, seed=a.seed + 7)]
     prompts_all = [p[:plen] for p in prompts_all if len(p) >= plen]
     n_wm = max(1, int(round(a.wm_share * a.student_data / (plen + new + 1))))
@@ -302,76 +263,241 @@ def main() -> int:
     student.eval()
     control.eval()
     phase("student+control", t0)
+    meta = {"teacher_params": n_params, "corpus_tokens": int(len(stream)), "student_tokens": int(len(student_stream)),
+            "watermarked_tokens": int(wm_tokens), "watermarked_share": share, "control_tokens": int(len(control_stream)),
+            "training": {"teacher": tstats, "student": sstats, "control": cstats}, "student_width": width,
+            "student_layers": layers, "student_lr": lr}
+    return {"tok": tok, "probe_text": probe_text, "teacher": teacher, "base": base if base_state is not None else None,
+            "student": student, "control": control, "params": params, "key": key,
+            "reading": [list(p) + list(s) for p, s in wm_pairs[:a.reading_texts]], "detection": detection,
+            "meta": meta}
+
+
+
+MODELS = ("base", "teacher", "student", "control")
+
+
+def save_all(d: Path, w: dict[str, Any]) -> None:
+    """Everything :func:`load_saved` needs to rerun the radioactivity tests without training."""
+    d.mkdir(parents=True, exist_ok=True)
+    w["tok"].save(str(d / "tokenizer.json"))
+    for name in MODELS:
+        if w.get(name) is not None:
+            w[name].save_pretrained(d / name)
+            w["tok"].save(str(d / name / "tokenizer.json"))
+    (d / "probe_text.json").write_text(json.dumps(np.asarray(w["probe_text"]).tolist()))
+    (d / "reading.json").write_text(json.dumps(w["reading"]))
+    KeyRing([w["key"]], params=w["params"]).save(d / "ring.json")
+    (d / "meta.json").write_text(json.dumps(w["meta"], indent=2))
+
+
+def load_saved(d: Path) -> dict[str, Any]:
+    """What :func:`save_all` wrote: tokenizer, models, probe text, reading texts, key, training facts."""
+    from tokenizers import Tokenizer
+    from transformers import GPT2LMHeadModel
+
+    ring = KeyRing.load(d / "ring.json")
+    w: dict[str, Any] = {name: (GPT2LMHeadModel.from_pretrained(d / name, attn_implementation="eager").eval()
+                                if (d / name).exists() else None) for name in MODELS}
+    w.update(tok=Tokenizer.from_file(str(d / "tokenizer.json")), params=ring.params, key=ring.active_key,
+             probe_text=np.asarray(json.loads((d / "probe_text.json").read_text()), dtype=np.int64),
+             reading=json.loads((d / "reading.json").read_text()), detection={},
+             meta=json.loads((d / "meta.json").read_text()))
+    return w
+
+
+def p_per_key(res: Any) -> dict[str, float]:
+    """Uncorrected p per key of a radioactivity or green-mass result."""
+    return res.p_per_key if hasattr(res, "p_per_key") else res.detection.p_per_key
+
+
+def level(pk: dict[str, float]) -> dict[str, Any]:
+    """Empirical level of one statistic over random keys that never marked anything."""
+    ps = np.array(list(pk.values()))
+    return {"keys": len(ps), "le_0.05": int((ps <= 0.05).sum()), "le_0.01": int((ps <= 0.01).sum()),
+            "min_p": float(ps.min()), "median_p": float(np.median(ps))}
+
+
+def suspect_tests(top1: Any, topk: Any, probes: list[list[int]], decoy: list[list[int]],
+                  refs: dict[str, Any]) -> dict[str, Callable[[KeyRing], Any]]:
+    """The white-box statistics of one suspect, each a function of the key ring (ours, or null keys):
+    top-1 and green mass on grammar probes and on decoy probes, green mass against each reference."""
+    tests: dict[str, Callable[[KeyRing], Any]] = {
+        "whitebox": lambda r: whitebox_test(top1, probes, r),
+        "green_mass": lambda r: green_mass_test(topk, probes, r),
+        "whitebox_decoy": lambda r: whitebox_test(top1, decoy, r),
+        "green_mass_decoy": lambda r: green_mass_test(topk, decoy, r, mode="whitebox-decoy"),
+        # both probe sets pooled: every distinct (context, predicted token) pair once
+        "whitebox_all": lambda r: whitebox_test(top1, probes + decoy, r),
+    }
+    for name, ref in refs.items():
+        tests[f"green_mass_{name}"] = lambda r, f=ref: green_mass_test(topk, probes, r, reference=f,
+                                                                        mode="whitebox-ref")
+        tests[f"green_mass_{name}_decoy"] = lambda r, f=ref: green_mass_test(topk, decoy, r, reference=f,
+                                                                              mode="whitebox-ref-decoy")
+    return tests
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("bench-out/radioactivity.json"))
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads per process (student and control train in two processes side by side)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--vocab", type=int, default=1024)
+    ap.add_argument("--corpus", type=int, default=36_000,
+                    help="paragraphs of grammar text the base model (--init scratch: the teacher) trains on")
+    ap.add_argument("--teacher-tokens", type=int, default=2_000_000,
+                    help="tokens of teacher training (--init base: of the base model; about one pass over --corpus)")
+    ap.add_argument("--student-data", type=int, default=1_200_000, help="tokens of training data per student")
+    ap.add_argument("--student-epochs", type=float, default=1.0)
+    ap.add_argument("--student-width", type=int, default=128, help="students' n_embd (the teacher's is 128)")
+    ap.add_argument("--student-layers", type=int, default=2)
+    ap.add_argument("--topk", type=int, default=128, help="next-token probabilities kept per position (green mass)")
+    ap.add_argument("--probe-paragraphs", type=int, default=3000,
+                    help="never-watermarked grammar paragraphs cut into 128-token white-box probes")
+    ap.add_argument("--null-keys", type=int, default=200,
+                    help="random keys that never marked anything: empirical level of each test on each suspect")
+    ap.add_argument("--reading-texts", type=int, default=100,
+                    help="watermarked teacher outputs read in reading mode (pairs they contain excluded)")
+    ap.add_argument("--save", type=Path, default=None,
+                    help="save tokenizer, base, teacher, student, control, probes and key here (for --load)")
+    ap.add_argument("--load", type=Path, default=None,
+                    help="skip training: load what --save wrote and run the radioactivity tests only (minutes, "
+                         "not a quarter of an hour; implies --no-detection)")
+    ap.add_argument("--decoy-probes", type=int, default=1024,
+                    help="teacher outputs sampled under fresh decoy keys (never our key): white-box probes that "
+                         "reach the contexts watermarked text visits, while staying independent of our key")
+    ap.add_argument("--decoy-keys", type=int, default=16, help="decoy keys the decoy probes are spread over")
+    ap.add_argument("--stats", type=lambda x: x.split(","), default=None,
+                    help="comma-separated statistics to compute (default: all; names as in the table), e.g. "
+                         "with --load to rerun a few")
+    ap.add_argument("--init", choices=("base", "scratch"), default="base",
+                    help="base: a public base model (trained on grammar text) is fine-tuned into the teacher "
+                         "(on the provider's own text) and, separately, into the student and the control, as when "
+                         "provider and distiller start from the same open model; scratch: every model from scratch")
+    ap.add_argument("--teacher-ft-tokens", type=int, default=30_000, help="--init base: teacher fine-tuning tokens")
+    ap.add_argument("--student-lr", type=float, default=None, help="default 1e-3 (--init base), 3e-3 (scratch)")
+    ap.add_argument("--serial", action="store_true", help="train student and control one after the other")
+    ap.add_argument("--batch", type=int, default=16, help="sequences of 256 tokens per training step")
+    ap.add_argument("--bb-samples", type=int, default=384, help="black-box samples (64 tokens) per suspect")
+    ap.add_argument("--bb-temperature", type=float, default=1.0,
+                    help="sampling temperature of the black-box probes (lower: scores the suspect's modes)")
+    ap.add_argument("--teacher-row", action="store_true", help="also test the teacher itself (a third suspect)")
+    ap.add_argument("--wm-share", type=float, default=0.05, help="share of the student's data that is watermarked")
+    ap.add_argument("--context-width", type=int, default=1)
+    ap.add_argument("--gamma", type=float, default=0.1,
+                    help="green share (0.25 before; a smaller green list shifts more mass per context)")
+    ap.add_argument("--delta", type=float, default=4.0, help="green bias (3 before)")
+    ap.add_argument("--no-detection", action="store_true",
+                    help="skip the watermark-detection measurements (radioactivity only; saves minutes)")
+    ap.add_argument("--quick", action="store_true", help="a small run to check the script (minutes less)")
+    a = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(a.threads)
+    if a.quick:
+        a.corpus, a.teacher_tokens, a.student_data, a.bb_samples = 5_000, 60_000, 40_000, 128
+    T: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    def phase(name: str, t0: float) -> None:
+        T[name] = round(time.perf_counter() - t0, 1)
+        log(f"[{name}] {T[name]} s")
+
+    if a.load:
+        t0 = time.perf_counter()
+        w = load_saved(a.load)
+        phase("load", t0)
+    else:
+        w = train_all(a, phase)
+        if a.save:
+            save_all(a.save, w)
+    tok, teacher, base, student, control = w["tok"], w["teacher"], w["base"], w["student"], w["control"]
+    params, key, meta = w["params"], w["key"], w["meta"]
+    ring = KeyRing([key], params=params)
+    plen = PROMPT_TOKENS
+
+    def wanted(stat: str) -> bool:
+        return a.stats is None or stat in a.stats
 
     # 4. radioactivity -----------------------------------------------------------------------------
     t0 = time.perf_counter()
+    probe_text = np.asarray(w["probe_text"])
     probes = [probe_text[i:i + 128].tolist() for i in range(0, len(probe_text) - 128, 128)]
+    # decoy probes: the teacher's answers watermarked under fresh keys that never marked anything we
+    # served. They visit the unusual contexts that watermarked answers visit (where the student's
+    # training data is mostly watermarked text), yet they are independent of our key, so the null holds
+    drng = np.random.default_rng(a.seed + 404)
+    d_prompts = [p[:plen] for p in (encode(tok, q) for q in textgen.prompts(3 * a.decoy_probes + 100, seed=a.seed + 505))
+                 if len(p) >= plen][:a.decoy_probes]
+    decoy: list[list[int]] = []
+    per = -(-len(d_prompts) // max(1, a.decoy_keys))
+    for j in range(0, len(d_prompts), per):
+        dproc = WatermarkLogitsProcessor(KeyRing([WatermarkKey(f"decoy-{j}", drng.bytes(32))], params=params))
+        outs = generate_ids(teacher, d_prompts[j:j + per], 120, processor=dproc, batch_size=256, seed=a.seed + 606 + j)
+        decoy += [list(q) + list(o) for q, o in zip(d_prompts[j:j + per], outs, strict=True)]
+    phase("decoy probes", t0)
+    t0 = time.perf_counter()
     bb_prompts = [p[:plen] for p in (encode(tok, q) for q in textgen.prompts(3000, seed=a.seed + 303)) if len(p) >= plen]
     bb_prompts = bb_prompts[:a.bb_samples]
     results: dict[str, dict] = {}
+    rng = np.random.default_rng(a.seed + 6)
     null_ring = KeyRing([WatermarkKey(f"null-{i}", rng.bytes(32)) for i in range(a.null_keys)], params=params)
     null_level: dict[str, dict] = {}
-    reading = [list(p) + list(s) for p, s in wm_pairs[:a.reading_texts]]  # our served outputs (evidence log)
-    # reference for the green-mass test: a model independent of the key that the provider holds
-    # (--init base: the public base model; scratch: the teacher, whose weights never saw a watermark)
-    if base_state is not None:
-        base.eval()
-    ref = memo(topk_next_fn(base if base_state is not None else teacher, a.topk))
+    reading = w["reading"]  # our served outputs (evidence log)
+    # references for the green-mass test: models independent of the key that the provider holds. The
+    # teacher (primary): its weights never saw a watermark (it is applied at sampling), and a student
+    # that imitates it is closer to it than to anything else; the public base (--init base)
+    refs = {"teacher": memo(topk_next_fn(teacher, a.topk))}
+    if base is not None:
+        refs["base"] = memo(topk_next_fn(base, a.topk))
     suspects = [("student", student), ("control", control)] + ([("teacher", teacher)] if a.teacher_row else [])
     for name, model in suspects:
         t1 = time.perf_counter()
         top1, topk = memo(top_token_fn(model)), memo(topk_next_fn(model, a.topk))
-        r = {"whitebox": whitebox_test(top1, probes, ring).to_dict(),
-             "green_mass": green_mass_test(topk, probes, ring).to_dict(),
-             "reading_top1": whitebox_test(top1, reading, ring, exclude_probe_pairs=True).to_dict(),
-             "reading_mass": green_mass_test(topk, reading, ring, exclude_probe_pairs=True, mode="reading").to_dict()}
-        if model is not teacher:
-            r["green_mass_ref"] = green_mass_test(topk, probes, ring, reference=ref, mode="whitebox-ref").to_dict()
-        r["whitebox_seconds"] = round(time.perf_counter() - t1, 1)
-        samples = generate_ids(model, bb_prompts, 64, batch_size=256, seed=a.seed + 9, temperature=a.bb_temperature)
-        r["blackbox"] = blackbox_test(samples, ring, prompts=bb_prompts).to_dict()
+        tests = suspect_tests(top1, topk, probes, decoy, refs if model is not teacher else {})
+        # black-box: samples on grammar prompts, and on decoy prompts (an API answers any prompt, and
+        # these end in unusual contexts)
+        for bname, b_prompts, n_new, b_seed in (("blackbox", bb_prompts, 64, a.seed + 9),
+                                                ("blackbox_decoy", [d[:64] for d in decoy], 32, a.seed + 10)):
+            if wanted(bname):
+                smp = generate_ids(model, b_prompts, n_new, batch_size=256, seed=b_seed, temperature=a.bb_temperature)
+                tests[bname] = lambda r, sm=smp, bp=b_prompts: blackbox_test(sm, r, prompts=bp)
+        tests = {k: f for k, f in tests.items() if wanted(k)}
+        r = {k: f(ring).to_dict() for k, f in tests.items()}
+        if wanted("reading_top1"):
+            r["reading_top1"] = whitebox_test(top1, reading, ring, exclude_probe_pairs=True).to_dict()
+        if wanted("reading_mass"):
+            r["reading_mass"] = green_mass_test(topk, reading, ring, exclude_probe_pairs=True,
+                                                mode="reading").to_dict()
+        r["seconds"] = round(time.perf_counter() - t1, 1)
         results[name] = r
         # the same statistics with keys that never marked anything: every suspect is null for them
-        lv = {}
-        null_p = {"whitebox": whitebox_test(top1, probes, null_ring).detection.p_per_key,
-                  "green_mass": green_mass_test(topk, probes, null_ring).p_per_key,
-                  "blackbox": blackbox_test(samples, null_ring, prompts=bb_prompts).detection.p_per_key}
-        if model is not teacher:
-            null_p["green_mass_ref"] = green_mass_test(topk, probes, null_ring, reference=ref).p_per_key
-        for stat, pk in null_p.items():
-            ps = np.array(list(pk.values()))
-            lv[stat] = {"keys": len(ps), "le_0.05": int((ps <= 0.05).sum()), "le_0.01": int((ps <= 0.01).sum()),
-                        "min_p": float(ps.min()), "median_p": float(np.median(ps))}
+        lv = {k: level(p_per_key(f(null_ring))) for k, f in tests.items()}
         null_level[name] = lv
+        log(f"{name}: " + ", ".join(f"{k} {v['p_value']:.3g}" for k, v in r.items() if isinstance(v, dict)))
     phase("radioactivity", t0)
-    if a.save:
-        a.save.mkdir(parents=True, exist_ok=True)
-        tok.save(str(a.save / "tokenizer.json"))
-        for name, model in (("teacher", teacher), ("student", student), ("control", control)) + (
-                (("base", base),) if base_state is not None else ()):
-            model.save_pretrained(a.save / name)
-            tok.save(str(a.save / name / "tokenizer.json"))
-        (a.save / "probes.json").write_text(json.dumps(probes))
-        (a.save / "reading.json").write_text(json.dumps(reading))
-        KeyRing([key], params=params).save(a.save / "ring.json")
     T["total"] = round(time.perf_counter() - t_all, 1)
 
     cmd = "python " + " ".join(sys.argv)
     out = {
         "command": cmd,
+        "loaded_from": str(a.load) if a.load else None,
         "machine": {"platform": platform.platform(), "torch_threads": a.threads},
-        "params": {"context_width": a.context_width, "gamma": a.gamma, "delta": a.delta, "wm_share_target": a.wm_share,
-                   "bb_temperature": a.bb_temperature, "student_epochs": a.student_epochs, "init": a.init,
-                   "student_lr": lr, "teacher_ft_tokens": a.teacher_ft_tokens if a.init == "base" else 0,
-                   "student_width": width, "student_layers": layers, "topk": a.topk,
-                   "probes": len(probes), "probe_tokens": 128, "reading_texts": len(reading),
-                   "vocab": tok.get_vocab_size(), "teacher_params": n_params, "corpus_paragraphs": a.corpus,
+        "params": {"context_width": params.context_width, "gamma": params.gamma, "delta": params.delta,
+                   "wm_share_target": a.wm_share, "bb_temperature": a.bb_temperature,
+                   "student_epochs": a.student_epochs, "init": a.init, "student_lr": meta["student_lr"],
+                   "teacher_ft_tokens": a.teacher_ft_tokens if a.init == "base" else 0,
+                   "student_width": meta["student_width"], "student_layers": meta["student_layers"], "topk": a.topk,
+                   "probes": len(probes), "probe_tokens": 128, "decoy_probes": len(decoy),
+                   "decoy_keys": a.decoy_keys, "reading_texts": len(reading), "vocab": tok.get_vocab_size(),
+                   "teacher_params": meta["teacher_params"], "corpus_paragraphs": a.corpus,
                    "teacher_tokens": a.teacher_tokens, "batch": a.batch, "null_keys": a.null_keys},
-        "data": {"corpus_tokens": int(len(stream)), "student_tokens": int(len(student_stream)),
-                 "watermarked_tokens": int(wm_tokens), "watermarked_share": share,
-                 "control_tokens": int(len(control_stream))},
-        "training": {"teacher": tstats, "student": sstats, "control": cstats},
-        **detection,
+        "data": {k: meta[k] for k in ("corpus_tokens", "student_tokens", "watermarked_tokens", "watermarked_share",
+                                      "control_tokens")},
+        "training": meta["training"],
+        **w["detection"],
         "radioactivity": results,
         "null_level_random_keys": null_level,
         "seconds": T,
@@ -379,23 +505,25 @@ def main() -> int:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(out, indent=2))
 
-    table = Table(title="radioactivity: top-1, black-box = exact binomial p over distinct (context, token) pairs; "
-                        "green mass = Chernoff bound", title_justify="left")
-    for col in ("suspect", "top-1 p", "green", "mass p", "z", "mass−base p", "z", "read-1 p", "read-mass p",
-                "black-box p", "green"):
-        table.add_column(col, justify="left" if col == "suspect" else "right")
-    for name, r in results.items():
-        w, m, b = r["whitebox"], r["green_mass"], r["blackbox"]
-        mr = r.get("green_mass_ref", {"p_value": float("nan"), "score": float("nan")})
-        table.add_row(name, f"{w['p_value']:.3g}", f"{w['green_fraction']:.3f}", f"{m['p_value']:.3g}",
-                      f"{m['score']:.2f}", f"{mr['p_value']:.3g}", f"{mr['score']:.2f}",
-                      f"{r['reading_top1']['p_value']:.3g}", f"{r['reading_mass']['p_value']:.3g}",
-                      f"{b['p_value']:.3g}", f"{b['green_fraction']:.3f}")
+    stats = [k for k in results[suspects[0][0]] if isinstance(results[suspects[0][0]][k], dict)]
+    table = Table(title=f"radioactivity, primary statistic {PRIMARY}: top-1, black-box = exact binomial p over "
+                        "distinct (context, token) pairs; green mass = Chernoff bound with a Berry-Esseen factor; "
+                        "level = keys of random null keys with p <= 0.05", title_justify="left")
+    table.add_column("statistic")
+    for name in results:
+        table.add_column(f"{name} p", justify="right")
+        table.add_column("z", justify="right")
+        table.add_column("level", justify="right")
+    for st in stats:
+        row = [st + (" (primary)" if st == PRIMARY else "")]
+        for name, r in results.items():
+            lv = null_level[name].get(st)
+            row += [f"{r[st]['p_value']:.3g}", f"{r[st]['score']:.2f}",
+                    f"{lv['le_0.05']}/{lv['keys']}" if lv else "-"]
+        table.add_row(*row)
     console.print(table)
-    log(f"null level over {a.null_keys} random keys (count of p <= 0.05 / 0.01): " + "; ".join(
-        f"{n}: " + ", ".join(f"{st} {v['le_0.05']}/{v['le_0.01']}" for st, v in lv.items())
-        for n, lv in null_level.items()))
-    log(f"student data: {share:.1%} watermarked ({wm_tokens:,} of {len(student_stream):,} tokens)")
+    log(f"student data: {meta['watermarked_share']:.1%} watermarked ({meta['watermarked_tokens']:,} of "
+        f"{meta['student_tokens']:,} tokens)")
     log(f"times (s): {T}")
     log(f"command: {cmd}\nwrote {a.out}")
     return 0

@@ -128,6 +128,40 @@ def test_chernoff_bound_is_never_below_the_exact_tail() -> None:
     assert exact <= chernoff_p(np.ones(200), 80, 0.25) <= 15 * exact < 1e-4
 
 
+def test_berry_esseen_refinement_is_a_bound_and_tighter() -> None:
+    """Weights on a lattice (3,000 pairs, weights 0.2-1.0): the exact tail by convolving binomials.
+    The refined bound never falls below it and stays within 2.5x of it from z 1 to z 8, several times
+    tighter than the plain Chernoff bound in the far tail (about z sqrt(2 pi) too large). The plain
+    bound's lam is the true minimiser (it once stopped half-way when Newton hit the root exactly)."""
+    from scipy.stats import binom
+
+    rng = np.random.default_rng(0)
+    for gamma in (0.1, 0.25):
+        ks = rng.integers(1, 6, size=3000)
+        dist = np.array([1.0])
+        for k in range(1, 6):
+            n = int((ks == k).sum())
+            d = np.zeros(n * k + 1)
+            d[::k] = binom.pmf(np.arange(n + 1), n, gamma)
+            dist = np.convolve(dist, d)
+        tail = np.cumsum(dist[::-1])[::-1]  # tail[s] = P[sum k_i X_i >= s]
+        mu, sd = gamma * ks.sum(), np.sqrt(gamma * (1 - gamma) * (ks ** 2).sum())
+        for z in np.arange(1.0, 8.01, 0.25):
+            s = int(np.ceil(mu + z * sd))
+            refined, plain = chernoff_p(ks / 5, s / 5, gamma), chernoff_p(ks / 5, s / 5, gamma, refine=False)
+            assert tail[s] <= refined <= 2.5 * tail[s] and refined <= plain
+            if z >= 4:
+                assert plain > 5 * refined
+            if z in (4.0, 8.0):  # the plain bound is the minimum over lam (a lam grid does no better)
+                lams = np.linspace(0, 3, 30001)[:, None]
+                grid = np.logaddexp(np.log1p(-gamma), np.log(gamma) + lams * ks / 5).sum(1) - lams[:, 0] * s / 5
+                assert np.log(plain) <= grid.min() + 1e-4  # (the bound absorbs 1e-9 of rounding)
+    # binomial (unit weights) too, and few pairs: no refinement, the plain bound
+    for n, k in ((100, 50), (2000, 260), (20000, 2300)):
+        assert binom.sf(k - 1, n, 0.1 if n > 100 else 0.25) <= chernoff_p(np.ones(n), k, 0.1 if n > 100 else 0.25)
+    assert chernoff_p(np.ones(5), 4, 0.25) == chernoff_p(np.ones(5), 4, 0.25, refine=False)
+
+
 def test_green_mass_finds_a_student_with_5_percent_watermarked_text(world5) -> None:
     s = green_mass_test(topk_fn(world5["student"]), world5["probes"], RING)
     c = green_mass_test(topk_fn(world5["control"]), world5["probes"], RING)
@@ -162,6 +196,22 @@ def test_green_mass_null_is_valid_over_random_keys(world5) -> None:
         ps.append(green_mass_test(lambda seqs, i=idx, p=pr: [(i[np.asarray(s)], p[np.asarray(s)]) for s in seqs],
                                   probes, RING).p_value)
     assert (np.asarray(ps) <= 0.05).sum() <= 10  # Binomial(100, 0.05): P[> 10] < 0.02
+
+
+def test_decoy_probes_with_the_teacher_as_reference(world5) -> None:
+    """Probes the teacher wrote under a decoy key (never ours) reach the contexts watermarked text
+    visits and are independent of our key: the student is found, the control is not, and 150 null keys
+    keep the level on both, with the teacher as reference."""
+    decoy_ring = KeyRing([WatermarkKey("decoy", bytes(range(100, 132)))], params=RING.params)
+    decoy = world5["teacher"].generate(100, 100, rng=np.random.default_rng(7), processor=Watermarker(decoy_ring))
+    ref = topk_fn(world5["teacher"])
+    s = green_mass_test(topk_fn(world5["student"]), decoy, RING, reference=ref, mode="whitebox-ref-decoy")
+    c = green_mass_test(topk_fn(world5["control"]), decoy, RING, reference=ref)
+    assert s.p_value < 1e-6 and c.p_value > 0.05 and s.mode == "whitebox-ref-decoy"
+    ring = null_ring(150, 8)
+    for name in ("student", "control"):
+        ps = np.array(list(green_mass_test(topk_fn(world5[name]), decoy[:30], ring, reference=ref).p_per_key.values()))
+        assert (ps <= 0.05).sum() <= 14 and (ps <= 0.01).sum() <= 5 and (ps < 1).sum() >= 45
 
 
 def test_reading_mode_excludes_what_the_probes_contain(world5) -> None:

@@ -107,7 +107,8 @@ def test_suspect(suspect: Path | str, key_file: Path | str, *, probes: Path | st
     White-box ``statistic``: ``"top1"`` (the suspect's argmax next token, exact binomial p over
     distinct pairs) or ``"green-mass"`` (its ``topk`` most likely next tokens with their
     probabilities, Chernoff-bound p; :func:`radioactivity.green_mass_test`), optionally against a
-    ``reference`` model folder that never saw our watermark (e.g. the public base model the suspect
+    ``reference`` model folder that never saw our watermark (best our own teacher, whose weights the
+    watermark never touched and which a distilled student imitates; else the public base the suspect
     was fine-tuned from): the suspect's preference for green tokens beyond the reference's.
     """
     if statistic not in STATISTICS:

@@ -122,9 +122,11 @@ def test_command(
                                            "or green-mass (its next-token distribution, Chernoff-bound p; "
                                            "more powerful).")] = "top1",
     reference: Annotated[Path | None, typer.Option(exists=True, file_okay=False,
-                                                   help="green-mass: a model folder that never saw our watermark "
-                                                        "(e.g. the public base the suspect started from); scores "
-                                                        "the suspect's green preference beyond it.")] = None,
+                                                   help="green-mass: a model folder that never saw our watermark, "
+                                                        "best our own teacher (the watermark is applied at sampling, "
+                                                        "not in its weights), else the public base the suspect "
+                                                        "started from; scores the suspect's green preference beyond "
+                                                        "it.")] = None,
     topk: Annotated[int, typer.Option(help="green-mass: next tokens kept per position.")] = 32,
     json_out: JsonOption = False,
 ) -> None:
