@@ -218,7 +218,11 @@ def calibrate(
         typer.Option(help="File with one trusted account_id per line (vetted customers); default: every account "
                      "in the store, so point --db at a period you trust."),
     ] = None,
-    target_fpr: Annotated[float, typer.Option(help="Share of benign accounts the threshold may flag.")] = 0.0002,
+    target_fpr: Annotated[
+        float | None,
+        typer.Option(help="Share of benign accounts the threshold may flag (default: "
+                     "scoring.risk.DEFAULT_TARGET_FPR, 0.02%)."),
+    ] = None,
     step: Annotated[
         str,
         typer.Option(help="Also take the accounts as of every STEP of the period (1d, 12h, or none), so the "
@@ -227,11 +231,13 @@ def calibrate(
 ) -> None:
     """Calibrate risk scores on benign-only traffic: the reference every score is measured against."""
     from distillguard.scoring.calibrate import calibrate as run_calibrate
+    from distillguard.scoring.risk import DEFAULT_TARGET_FPR
 
     ids = None
     if benign_accounts:
         ids = [line.strip() for line in benign_accounts.read_text().splitlines() if line.strip()]
-    model = run_calibrate(db, out, benign_accounts=ids, target_fpr=target_fpr, step=_parse_duration(step))
+    model = run_calibrate(db, out, benign_accounts=ids, step=_parse_duration(step),
+                          target_fpr=DEFAULT_TARGET_FPR if target_fpr is None else target_fpr)
     console.print(f"calibrated on {model.n_benign_:,} benign accounts; threshold {model.threshold_:.1f}; wrote {out}")
 
 
